@@ -1,0 +1,1 @@
+"""Shared code of the bloodcells pipeline: stage scripts in src/ import from here."""

@@ -1,0 +1,120 @@
+"""The reference project's cleaning rules, the stratified split and the train-only resampling."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from .classes import CLASSES
+from .errors import UserError, require
+
+
+def image_name(number):
+    return f"BloodImage_{int(number):05d}"
+
+
+def read_labels(path):
+    """Kaggle's labels.csv (',Image,Category') as a frame with columns image, category."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found; run the fetch stage first (dvc repro fetch)")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a readable CSV file ({error}); re-fetch it")
+    missing = [c for c in ("Image", "Category") if c not in frame.columns]
+    require(not missing, f"{path}: missing column(s) {', '.join(missing)}; expected Kaggle's format ',Image,Category'")
+    bad = frame.loc[~frame["Image"].str.strip().str.fullmatch(r"\d+"), "Image"]
+    if not bad.empty:
+        raise UserError(f"{path}: Image must be the image number, got {bad.iloc[0]!r} in row {bad.index[0] + 2}")
+    return pd.DataFrame({
+        "image": frame["Image"].map(image_name),
+        "category": frame["Category"].str.upper().str.replace(" ", "", regex=False),
+    })
+
+
+def count_categories(frame):
+    """Per-class counts plus the rows the rules drop (empty, multiple, other classes)."""
+    counts = {name: int((frame["category"] == name).sum()) for name in CLASSES}
+    counts["empty"] = int((frame["category"] == "").sum())
+    counts["multiple"] = int(frame["category"].str.contains(",").sum())
+    counts["other"] = len(frame) - sum(counts.values())
+    counts["total"] = len(frame)
+    return counts
+
+
+def apply_rules(labels, image_dir, drop_empty=True, drop_multiple=True, drop_classes=("BASOPHIL",),
+                drop_missing_images=True, labels_path="labels.csv"):
+    """Keep the rows with one known class and an image; return them and the per-rule drop counts."""
+    dropped = {}
+    rules = [
+        ("empty", labels["category"] == "", drop_empty),
+        ("multiple", labels["category"].str.contains(","), drop_multiple),
+        ("class", labels["category"].isin([c.upper() for c in drop_classes]), True),
+    ]
+    keep = pd.Series(True, index=labels.index)
+    for rule, matches, active in rules:
+        dropped[rule] = int((matches & keep).sum()) if active else 0
+        if active:
+            keep &= ~matches
+    kept = labels[keep]
+    unknown = kept.loc[~kept["category"].isin(CLASSES)]
+    if not unknown.empty:
+        row = unknown.iloc[0]
+        raise UserError(f"{labels_path}: label {row['category'] or '(empty)'!r} of {row['image']} is not one of "
+                        f"{', '.join(CLASSES)}; drop it with clean.drop_classes / drop_empty / drop_multiple")
+    has_image = kept["image"].map(lambda name: (Path(image_dir) / f"{name}.jpg").is_file())
+    if not drop_missing_images and not has_image.all():
+        missing = kept.loc[~has_image, "image"].iloc[0]
+        raise UserError(f"{Path(image_dir) / missing}.jpg is missing; restore it or set clean.drop_missing_images: true")
+    dropped["missing_image"] = int((~has_image).sum())
+    return kept[has_image].rename(columns={"category": "label"}).reset_index(drop=True), dropped
+
+
+def split_stratified(frame, test_size, val_size, seed):
+    """Test, then validation from the rest, both stratified by label; returns train, val, test."""
+    require(0 < test_size < 0.5, f"clean.test_size must be in (0, 0.5), got {test_size}")
+    require(0 < val_size < 0.5, f"clean.val_size must be in (0, 0.5), got {val_size}")
+    counts = frame["label"].value_counts()
+    require(len(counts) == len(CLASSES) and counts.min() >= 3,
+            f"every class needs at least 3 images to split, got {counts.to_dict()}; use more data")
+
+    def cut(part, fraction):
+        size = max(math.ceil(fraction * len(part)), len(CLASSES))
+        rest, held = train_test_split(part, test_size=size, stratify=part["label"], random_state=seed)
+        return rest, held
+
+    rest, test = cut(frame, test_size)
+    train, val = cut(rest, val_size)
+    return (part.sort_values("image").reset_index(drop=True) for part in (train, val, test))
+
+
+def resample_train(train, neutrophil_drop_fraction, oversample, seed):
+    """Drop a share of NEUTROPHIL rows, then oversample: per-class factors, 'balance' or 'none'."""
+    require(0 <= neutrophil_drop_fraction < 1,
+            f"clean.neutrophil_drop_fraction must be in [0, 1), got {neutrophil_drop_fraction}")
+    rng = np.random.default_rng(seed)
+    neutrophils = train.index[train["label"] == "NEUTROPHIL"]
+    drop = rng.choice(neutrophils, size=round(neutrophil_drop_fraction * len(neutrophils)), replace=False)
+    train = train.drop(index=drop)
+    groups = {label: train[train["label"] == label] for label in CLASSES}
+    if oversample == "balance":
+        target = max(len(g) for g in groups.values())
+        factors = {label: target / len(g) for label, g in groups.items()}
+    elif oversample in ("none", None):
+        factors = {label: 1 for label in CLASSES}
+    elif isinstance(oversample, dict):
+        unknown = set(oversample) - set(CLASSES)
+        require(not unknown, f"clean.oversample names unknown class(es) {sorted(unknown)}; use {', '.join(CLASSES)}")
+        require(all(isinstance(v, (int, float)) and v >= 1 for v in oversample.values()),
+                f"clean.oversample factors must be numbers >= 1, got {oversample}")
+        factors = {label: oversample.get(label, 1) for label in CLASSES}
+    else:
+        raise UserError(f"clean.oversample must be 'balance', 'none' or per-class factors, got {oversample!r}")
+    parts = []
+    for label, group in groups.items():
+        whole, fraction = divmod(factors[label], 1)
+        extra = group.sample(n=round(fraction * len(group)), random_state=int(rng.integers(2**31)))
+        parts += [group] * int(whole) + [extra]
+    return pd.concat(parts).sort_values("image", kind="stable").reset_index(drop=True)

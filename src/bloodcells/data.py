@@ -1,0 +1,96 @@
+"""Prepared crops in memory as one uint8 tensor, and the augmentations that fit smear images."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from .classes import CLASS_INDEX, CLASSES
+from .errors import UserError
+
+CLEAN_DIR = Path("data/clean")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def read_split(split, clean_dir=CLEAN_DIR):
+    path = Path(clean_dir) / f"{split}.csv"
+    if not path.is_file():
+        raise UserError(f"{path} not found; run the clean stage first (dvc repro clean)")
+    frame = pd.read_csv(path)
+    if not {"image", "label"} <= set(frame.columns):
+        raise UserError(f"{path} lacks the image/label columns; it is from an older clean stage: dvc repro clean")
+    unknown = set(frame["label"]) - set(CLASSES)
+    if unknown:
+        raise UserError(f"{path} has unknown label(s) {sorted(unknown)}; re-run the clean stage (dvc repro clean)")
+    return frame
+
+
+def load_split(split, clean_dir=CLEAN_DIR, require_all_classes=True):
+    """(images uint8 [N, 3, H, W], labels int64 [N], image names); each file is decoded once."""
+    frame = read_split(split, clean_dir)
+    missing = [c for c in CLASSES if c not in set(frame["label"])]
+    if require_all_classes and missing:
+        raise UserError(f"{Path(clean_dir) / split}.csv has no {', '.join(missing)} images; it is from an older or "
+                        "different clean stage: re-run it (dvc repro clean)")
+    decoded = {}
+    for name in frame["image"].unique():
+        path = Path(clean_dir) / "images" / f"{name}.png"
+        if not path.is_file():
+            raise UserError(f"{path} is missing; re-run the clean stage (dvc repro -f clean)")
+        decoded[name] = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+    images = torch.stack([decoded[name] for name in frame["image"]])
+    labels = torch.tensor([CLASS_INDEX[label] for label in frame["label"]], dtype=torch.int64)
+    return images, labels, list(frame["image"])
+
+
+def channel_stats(images):
+    """Per-channel mean and standard deviation of uint8 images, on the 0-1 scale."""
+    pixels = images.permute(1, 0, 2, 3).reshape(3, -1).double() / 255
+    return pixels.mean(dim=1).tolist(), pixels.std(dim=1).tolist()
+
+
+def normalise(batch, mean, std):
+    batch = batch.float() / 255
+    return (batch - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def resize(images, size):
+    if images.shape[-1] == size:
+        return images
+    resized = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+def dihedral(batch, view):
+    """One of the 8 symmetries of the square: `view` % 4 quarter turns, mirrored when `view` >= 4."""
+    batch = torch.rot90(batch, view % 4, dims=(-2, -1))
+    return batch.flip(-1) if view >= 4 else batch
+
+
+def augment(batch, generator, colour_jitter=0.1, max_shift=0.0):
+    """Random dihedral view, mild brightness/contrast/saturation jitter and a small shift, per image.
+
+    `batch` is float in [0, 1]; every random number comes from `generator`, so runs repeat exactly.
+    """
+    n = batch.shape[0]
+    views = torch.randint(0, 8, (n,), generator=generator)
+    out = torch.empty_like(batch)
+    for view in range(8):
+        chosen = views == view
+        if chosen.any():
+            out[chosen] = dihedral(batch[chosen], view)
+    if colour_jitter > 0:
+        factors = 1 + (torch.rand((3, n, 1, 1, 1), generator=generator) * 2 - 1) * colour_jitter
+        brightness, contrast, saturation = factors
+        out = out * brightness
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        out = (out - mean) * contrast + mean
+        grey = out.mean(dim=1, keepdim=True)
+        out = (out - grey) * saturation + grey
+    if max_shift > 0:
+        limit = int(round(max_shift * batch.shape[-1]))
+        shifts = torch.randint(-limit, limit + 1, (n, 2), generator=generator)
+        out = torch.stack([torch.roll(image, (int(dy), int(dx)), dims=(-2, -1))
+                           for image, (dy, dx) in zip(out, shifts)])
+    return out.clamp(0, 1)

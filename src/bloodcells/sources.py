@@ -1,0 +1,196 @@
+"""Where the raw data comes from: the pinned BCCD downloads, a local copy, Kaggle, or synthetic.
+
+Every source writes the same layout, that of Kaggle's `dataset-master`:
+`JPEGImages/BloodImage_NNNNN.jpg`, `Annotations/BloodImage_NNNNN.xml` and `labels.csv`.
+"""
+import hashlib
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import UserError
+
+KNOWN_SOURCES = ("bccd", "kaggle", "synthetic")
+KAGGLE_DATASET = "paultimothymooney/blood-cells"
+ALTERNATIVES = (
+    "set data.source in params.yaml to a local copy (a Kaggle dataset-master folder or "
+    "its zip), 'kaggle' (needs Kaggle credentials) or 'synthetic' (offline demo)"
+)
+# Folders of a layout, with the extension of the files they hold.
+LAYOUT = {"JPEGImages": ".jpg", "Annotations": ".xml"}
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def layout_files(root):
+    """Relative paths of the files of a dataset-master layout below `root`, sorted."""
+    root = Path(root)
+    files = [Path("labels.csv")] if (root / "labels.csv").is_file() else []
+    for folder, extension in LAYOUT.items():
+        if (root / folder).is_dir():
+            files += sorted(p.relative_to(root) for p in (root / folder).glob(f"*{extension}"))
+    return files
+
+
+def write_manifest(root, manifest_path):
+    """A sha256sum-style manifest of every file of the layout below `root`."""
+    lines = [f"{sha256_of(Path(root) / rel)}  {rel.as_posix()}" for rel in layout_files(root)]
+    Path(manifest_path).write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def read_manifest(manifest_path):
+    manifest_path = Path(manifest_path)
+    if not manifest_path.is_file():
+        raise UserError(f"{manifest_path}: manifest not found; restore it from git (git checkout -- {manifest_path})")
+    entries = {}
+    for line in manifest_path.read_text().splitlines():
+        if line.strip():
+            digest, rel = line.split(maxsplit=1)
+            entries[rel.strip()] = digest
+    return entries
+
+
+def verify_manifest(root, manifest):
+    missing = [rel for rel in manifest if not (Path(root) / rel).is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} file(s) of the manifest are missing after download, e.g. {missing[0]}; "
+                        f"the pinned archive changed or the download was cut: retry, or {ALTERNATIVES}")
+    for rel, digest in manifest.items():
+        if sha256_of(Path(root) / rel) != digest:
+            raise UserError(f"{rel}: SHA-256 does not match the manifest; the download is corrupt or the "
+                            f"upstream file changed: retry, or {ALTERNATIVES}")
+
+
+def download(url, dest, timeout, retries):
+    """Download `url` to `dest` with a progress bar, retrying with back-off."""
+    last_error = None
+    for attempt in range(1, retries + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name[:40],
+                          disable=None, leave=False) as bar:
+                    for block in iter(lambda: response.read(1 << 16), b""):
+                        out.write(block)
+                        bar.update(len(block))
+            return
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            last_error = getattr(error, "reason", error)
+            if attempt < retries:
+                time.sleep(min(2 ** attempt, 10))
+    raise UserError(f"cannot download {url} ({last_error}) after {retries} tries; "
+                    f"without network, {ALTERNATIVES}")
+
+
+def extract_matching(archive, dest, wanted):
+    """Extract the members of a zip whose `<folder>/<name>` is a key of `wanted`."""
+    with zipfile.ZipFile(archive) as zipped:
+        for member in zipped.namelist():
+            parts = Path(member).parts
+            if len(parts) >= 2 and "/".join(parts[-2:]) in wanted:
+                target = Path(dest) / parts[-2] / parts[-1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zipped.open(member) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+
+
+def fetch_bccd(dest, urls, manifest_path, timeout=60, retries=3):
+    """Download the pinned BCCD archives and keep exactly the files of the manifest."""
+    manifest = read_manifest(manifest_path)
+    with tempfile.TemporaryDirectory() as downloads:
+        for key, folder in (("images", "JPEGImages"), ("annotations", "Annotations")):
+            archive = Path(downloads) / f"{key}.zip"
+            download(urls[key], archive, timeout, retries)
+            try:
+                extract_matching(archive, dest, {rel for rel in manifest if rel.startswith(folder + "/")})
+            except zipfile.BadZipFile:
+                raise UserError(f"{urls[key]} did not return a zip archive; retry, or {ALTERNATIVES}")
+        download(urls["labels"], Path(dest) / "labels.csv", timeout, retries)
+    verify_manifest(dest, manifest)
+
+
+def find_dataset_root(names):
+    """The folder (as a POSIX prefix, '' for the top) holding labels.csv; dataset2-master is ignored."""
+    candidates = [n for n in names if Path(n).name == "labels.csv" and "dataset2-master" not in n]
+    if not candidates:
+        return None
+    best = min(candidates, key=lambda n: (len(Path(n).parts), n))
+    parent = Path(best).parent.as_posix()
+    return "" if parent == "." else parent + "/"
+
+
+def import_local(source, dest):
+    """Copy a Kaggle-style dataset-master folder, or the zip from Kaggle, into `dest`."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise UserError(f"data.source: {source} does not exist; give a folder laid out like Kaggle's "
+                        f"dataset-master or its zip, or one of {', '.join(KNOWN_SOURCES)}")
+    if path.is_dir():
+        names = [p.relative_to(path).as_posix() for p in path.rglob("labels.csv")]
+        root = find_dataset_root(names)
+        if root is None:
+            raise UserError(f"{path}: no labels.csv found; expected Kaggle's dataset-master layout "
+                            "(labels.csv, JPEGImages/, optional Annotations/)")
+        base = path / root
+        if not (base / "JPEGImages").is_dir():
+            raise UserError(f"{base}: no JPEGImages/ folder next to labels.csv; expected Kaggle's dataset-master layout")
+        for rel in layout_files(base):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(base / rel, dest / rel)
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zipped:
+            names = zipped.namelist()
+            root = find_dataset_root(names)
+            if root is None:
+                raise UserError(f"{path}: the zip holds no labels.csv; expected the blood-cells zip from "
+                                "Kaggle (dataset-master/labels.csv)")
+            wanted = [n for n in names if n.startswith(root) and _in_layout(n[len(root):])]
+            if not any(n[len(root):].startswith("JPEGImages/") for n in wanted):
+                raise UserError(f"{path}: no JPEGImages/ next to {root}labels.csv; expected the blood-cells zip from Kaggle")
+            for name in wanted:
+                target = dest / name[len(root):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zipped.open(name) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    else:
+        raise UserError(f"data.source: {path} is neither a folder nor a zip archive")
+    (dest / "Annotations").mkdir(exist_ok=True)
+
+
+def _in_layout(rel):
+    parts = Path(rel).parts
+    if parts == ("labels.csv",):
+        return True
+    return len(parts) == 2 and parts[0] in LAYOUT and parts[1].lower().endswith(LAYOUT[parts[0]])
+
+
+def fetch_kaggle(dest):
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        api.authenticate()
+    except ImportError:
+        raise UserError("data.source 'kaggle' needs the optional kaggle package: pip install kaggle")
+    except Exception as error:  # the client raises plain OSError/ValueError without credentials
+        raise UserError(f"kaggle: cannot authenticate ({error}); put your API token in ~/.kaggle/kaggle.json "
+                        "or use a local download as data.source")
+    with tempfile.TemporaryDirectory() as downloads:
+        api.dataset_download_files(KAGGLE_DATASET, path=downloads, quiet=False)
+        archives = list(Path(downloads).glob("*.zip"))
+        if not archives:
+            raise UserError(f"kaggle: the download of {KAGGLE_DATASET} returned no zip")
+        import_local(archives[0], dest)

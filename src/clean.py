@@ -1,0 +1,126 @@
+"""Stage clean: apply the cleaning rules, split, crop the white cells, write data/clean/.
+
+Outputs: data/clean/{train,val,test}.csv (image, label, box), data/clean/images/*.png
+(square crops, decoded once here so training never decodes a JPEG), metrics/data.json
+and plots/clean/class_distribution.png.
+"""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from bloodcells import cells, cleaning
+from bloodcells.atomic import atomic_dir, save_figure, write_json
+from bloodcells.classes import CLASSES
+from bloodcells.errors import UserError, require, stage_main
+from bloodcells.params import load_params
+
+RAW_DIR = Path("data/raw")
+CLEAN_DIR = Path("data/clean")
+METRICS_FILE = Path("metrics/data.json")
+PLOT_FILE = Path("plots/clean/class_distribution.png")
+
+
+def check_params(p):
+    require(p["crop"] in ("wbc", "none"), f"clean.crop must be 'wbc' or 'none', got {p['crop']!r}")
+    require(isinstance(p["image_size"], int) and 32 <= p["image_size"] <= 1024,
+            f"clean.image_size must be an integer in [32, 1024], got {p['image_size']!r}")
+    require(p["margin"] >= 0, f"clean.margin must be >= 0, got {p['margin']}")
+
+
+def prepare_images(frame, params, out_dir):
+    """Crop (or resize) every image once; returns the frame with its box, and the unreadable ones."""
+    boxes, unreadable = [], []
+    for name in tqdm(frame["image"], desc="prepare images", unit="img", disable=None):
+        path = RAW_DIR / "JPEGImages" / f"{name}.jpg"
+        try:
+            with Image.open(path) as opened:
+                image = opened.convert("RGB")
+        except OSError as error:
+            if not params["skip_corrupt"]:
+                raise UserError(f"{path}: cannot read image ({error}); replace the file "
+                                "or set clean.skip_corrupt: true to skip it")
+            unreadable.append(name)
+            boxes.append((None, None))
+            continue
+        box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / "Annotations" / f"{name}.xml",
+                                    params["fallback_box_size"])
+        if params["crop"] == "wbc":
+            prepared = cells.square_crop(image, box, params["margin"], params["image_size"])
+        else:
+            prepared = image.resize((params["image_size"],) * 2, Image.Resampling.BICUBIC)
+        prepared.save(out_dir / "images" / f"{name}.png")
+        boxes.append((box, how))
+    frame = frame.assign(
+        xmin=[b[0][0] if b[0] else -1 for b in boxes], ymin=[b[0][1] if b[0] else -1 for b in boxes],
+        xmax=[b[0][2] if b[0] else -1 for b in boxes], ymax=[b[0][3] if b[0] else -1 for b in boxes],
+        box_source=[b[1] for b in boxes],
+    )
+    return frame[~frame["image"].isin(unreadable)].reset_index(drop=True), len(unreadable)
+
+
+def class_counts(frame):
+    return {name: int((frame["label"] == name).sum()) for name in CLASSES} | {"total": len(frame)}
+
+
+def plot_distribution(raw_counts, clean_counts):
+    labels = list(CLASSES) + ["empty", "multiple", "other"]
+    before = [raw_counts[k] for k in labels]
+    after = [clean_counts.get(k, 0) for k in labels]
+    x = np.arange(len(labels))
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.bar(x - 0.2, before, 0.4, label=f"labels.csv ({raw_counts['total']} rows)")
+    axes.bar(x + 0.2, after, 0.4, label=f"cleaned ({clean_counts['total']} images)")
+    for xs, values in ((x - 0.2, before), (x + 0.2, after)):
+        for xi, v in zip(xs, values):
+            axes.text(xi, v, str(v), ha="center", va="bottom", fontsize=8)
+    axes.set_xticks(x, labels, rotation=20)
+    axes.set_ylabel("images")
+    axes.set_title("Class distribution before and after cleaning")
+    axes.legend()
+    save_figure(figure, PLOT_FILE)
+    plt.close(figure)
+
+
+@stage_main
+def main():
+    params = load_params()
+    p, seed = params["clean"], params["data"]["seed"]
+    check_params(p)
+    labels_path = RAW_DIR / "labels.csv"
+    labels = cleaning.read_labels(labels_path)
+    raw_counts = cleaning.count_categories(labels)
+    kept, dropped = cleaning.apply_rules(labels, RAW_DIR / "JPEGImages", p["drop_empty"], p["drop_multiple"],
+                                         p["drop_classes"], p["drop_missing_images"], labels_path)
+    with atomic_dir(CLEAN_DIR) as out:
+        (out / "images").mkdir()
+        kept, dropped["corrupt_image"] = prepare_images(kept, p, out)
+        train, val, test = cleaning.split_stratified(kept, p["test_size"], p["val_size"], seed)
+        train_resampled = cleaning.resample_train(train, p["neutrophil_drop_fraction"], p["oversample"], seed)
+        for name, part in (("train", train_resampled), ("val", val), ("test", test)):
+            part.to_csv(out / f"{name}.csv", index=False)
+        summary = {
+            "raw": raw_counts,
+            "clean": class_counts(kept),
+            "train": class_counts(train),
+            "train_resampled": class_counts(train_resampled),
+            "val": class_counts(val),
+            "test": class_counts(test),
+            "dropped": dropped,
+            "box_source": {how: int((kept["box_source"] == how).sum()) for how in ("voc", "nucleus", "centre")},
+        }
+        write_json(METRICS_FILE, summary)
+        plot_distribution(raw_counts, summary["clean"])
+    counts = ", ".join(f"{k} {v}" for k, v in summary["clean"].items())
+    print(f"cleaned: {counts}; split train {len(train)} (resampled {len(train_resampled)}), "
+          f"val {len(val)}, test {len(test)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Stage train_<model>: train one model on data/clean and save models/<model>.pt.
+
+Usage: python src/train.py resnet|efficientnet|alexnet
+Parameters: the `train` section of params.yaml, overridden by `models.<model>`.
+"""
+import argparse
+from pathlib import Path
+
+import torch
+from dvclive import Live
+
+from bloodcells import data
+from bloodcells.atomic import atomic_file
+from bloodcells.classes import CLASSES
+from bloodcells.errors import UserError, stage_main
+from bloodcells.models import ARCHS, build_model, check_arch
+from bloodcells.params import load_params
+from bloodcells.training import check_config, resolve_device, seed_everything, train_model
+
+MODEL_DIR = Path("models")
+
+
+def model_config(params, name):
+    if name not in params.get("models", {}):
+        raise UserError(f"unknown model {name!r}; params.yaml models: has {', '.join(params.get('models', {}))}")
+    cfg = {**params["train"], **params["models"][name], "name": name}
+    check_arch(name, cfg.get("arch"))
+    check_config(name, cfg)
+    return cfg
+
+
+def save_checkpoint(path, model, cfg, mean, std, summary):
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "model": cfg["name"],
+        "arch": cfg["arch"],
+        "classes": list(CLASSES),
+        "image_size": cfg["image_size"],
+        "mean": mean,
+        "std": std,
+        "summary": summary,
+    }
+    with atomic_file(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+@stage_main
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help=" | ".join(ARCHS))
+    name = parser.parse_args().model
+    cfg = model_config(load_params(), name)
+    device = resolve_device(cfg["device"])
+    seed_everything(cfg["seed"])
+    model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"))
+    train_images, train_labels, _ = data.load_split("train")
+    val_images, val_labels, _ = data.load_split("val", require_all_classes=False)
+    if cfg["image_size"] > train_images.shape[-1]:
+        raise UserError(f"models.{name}.image_size {cfg['image_size']} is larger than the prepared crops "
+                        f"({train_images.shape[-1]} px); raise clean.image_size or lower the model's image_size")
+    train_images, val_images = data.resize(train_images, cfg["image_size"]), data.resize(val_images, cfg["image_size"])
+    if cfg["pretrained"] or cfg.get("weights"):
+        mean, std = data.IMAGENET_MEAN, data.IMAGENET_STD
+    else:
+        mean, std = data.channel_stats(train_images)
+    with Live(dir=f"metrics/train/{name}", dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        state, summary = train_model(model, (train_images, train_labels), (val_images, val_labels),
+                                     cfg, live, device, mean, std)
+        model.load_state_dict(state)
+        summary["parameters"] = sum(p.numel() for p in model.parameters())
+        for key, value in summary.items():
+            live.log_metric(key, value, plot=False)
+    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std, summary)
+    print(f"{name}: best epoch {summary['best_epoch']}, val accuracy {summary['best_val_accuracy']:.3f}, "
+          f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s -> {MODEL_DIR / name}.pt")
+
+
+if __name__ == "__main__":
+    main()
