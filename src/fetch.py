@@ -27,7 +27,7 @@ def fetch(data_params, fetch_params, dest):
         require(int(spec["per_class"]) >= 3, "data.synthetic.per_class must be at least 3")
         require(len(spec["size"]) == 2 and min(spec["size"]) >= 64,
                 "data.synthetic.size must be [width, height], each at least 64")
-        synthetic.generate(dest, spec["per_class"], spec["size"], seed=data_params["seed"])
+        synthetic.generate(dest, spec["per_class"], spec["size"], seed=spec["seed"])
     elif "/" in source or "\\" in source or source.startswith((".", "~")) or source.endswith(".zip"):
         sources.import_local(source, dest)
     else:

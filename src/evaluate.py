@@ -1,0 +1,88 @@
+"""Stage evaluate: deterministic inference of every trained model on the test split.
+
+Per model: metrics/evaluate/<model>.json, plots/evaluate/<model>.csv (predictions, rendered by
+`dvc plots` with the confusion template) and plots/evaluate/<model>_confusion.png.
+Inference timings go to metrics/evaluate/timing.json (kept apart: they vary run to run).
+"""
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from sklearn.metrics import ConfusionMatrixDisplay
+
+from bloodcells import data
+from bloodcells.atomic import atomic_file, save_figure, write_json
+from bloodcells.classes import CLASSES
+from bloodcells.errors import UserError, stage_main
+from bloodcells.metrics import classification_metrics
+from bloodcells.models import build_model
+from bloodcells.params import load_params
+from bloodcells.training import predict_probabilities, seed_everything
+
+METRICS_DIR = Path("metrics/evaluate")
+PLOTS_DIR = Path("plots/evaluate")
+
+
+def load_checkpoint(name):
+    path = Path("models") / f"{name}.pt"
+    if not path.is_file():
+        raise UserError(f"{path} not found; train it first (dvc repro train_{name})")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if list(checkpoint.get("classes", [])) != list(CLASSES):
+        raise UserError(f"{path} was trained with classes {checkpoint.get('classes')}, not {list(CLASSES)}; retrain it")
+    model = build_model(name, checkpoint["arch"], checkpoint["image_size"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), checkpoint
+
+
+def plot_confusion(matrix, name, accuracy):
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    ConfusionMatrixDisplay(pd.DataFrame(matrix).to_numpy(), display_labels=[c[:4] for c in CLASSES]).plot(
+        ax=axes, colorbar=False, cmap="Blues")
+    axes.set_title(f"{name}: test accuracy {accuracy:.3f}")
+    save_figure(figure, PLOTS_DIR / f"{name}_confusion.png")
+    plt.close(figure)
+
+
+def write_predictions(path, names, actual, probabilities):
+    predicted = probabilities.argmax(dim=1)
+    frame = pd.DataFrame({"image": names, "actual": [CLASSES[i] for i in actual],
+                          "predicted": [CLASSES[i] for i in predicted]})
+    for i, label in enumerate(CLASSES):
+        frame[f"p_{label}"] = probabilities[:, i].numpy().round(5)
+    with atomic_file(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+@stage_main
+def main():
+    params = load_params()
+    settings = params["evaluate"]
+    seed_everything(0)
+    images, labels, names = data.load_split("test", require_all_classes=False)
+    timing = {}
+    for name in params["models"]:
+        model, checkpoint = load_checkpoint(name)
+        test_images = data.resize(images, checkpoint["image_size"])
+        started = time.perf_counter()
+        probabilities = predict_probabilities(model, test_images, checkpoint["mean"], checkpoint["std"],
+                                              batch_size=settings["batch_size"], tta=settings["tta"])
+        timing[name] = {"inference_ms_per_image": round(1000 * (time.perf_counter() - started) / len(images), 2)}
+        predicted = probabilities.argmax(dim=1)
+        metrics = classification_metrics(labels.numpy(), predicted.numpy())
+        write_json(METRICS_DIR / f"{name}.json", metrics)
+        write_predictions(PLOTS_DIR / f"{name}.csv", names, labels, probabilities)
+        plot_confusion(metrics["confusion_matrix"], name, metrics["accuracy"])
+        low, high = metrics["accuracy_ci95"]
+        print(f"{name}: test accuracy {metrics['accuracy']:.3f} ({metrics['n_correct']}/{metrics['n_total']}, "
+              f"95% CI {low:.2f}-{high:.2f}), macro sensitivity {metrics['macro_sensitivity']:.3f}")
+    write_json(METRICS_DIR / "timing.json", timing)
+
+
+if __name__ == "__main__":
+    main()
