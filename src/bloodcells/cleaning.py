@@ -87,7 +87,7 @@ def split_stratified(frame, test_size, val_size, seed):
 
     rest, test = cut(frame, test_size)
     train, val = cut(rest, val_size)
-    return (part.sort_values("image").reset_index(drop=True) for part in (train, val, test))
+    return tuple(part.sort_values("image").reset_index(drop=True) for part in (train, val, test))
 
 
 def resample_train(train, neutrophil_drop_fraction, oversample, seed):

@@ -1,0 +1,74 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_BCCD = ROOT.parent / "shared" / "data" / "bccd"
+sys.path.insert(0, str(ROOT / "src"))
+
+# Settings that make the real pipeline run in about a minute on tiny synthetic data.
+TINY = {
+    "data": {"source": "synthetic", "synthetic": {"per_class": 10, "size": [160, 120]}},
+    "clean": {"image_size": 64},
+    "train": {"epochs": 1, "image_size": 64, "batch_size": 16},
+}
+
+
+def deep_update(target, changes):
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            deep_update(target[key], value)
+        else:
+            target[key] = value
+    return target
+
+
+def set_params(project, changes):
+    path = Path(project) / "params.yaml"
+    params = deep_update(yaml.safe_load(path.read_text()), changes)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(args, cwd, check=True):
+    """Run a command in `cwd`; return the CompletedProcess with stdout/stderr as text."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY}
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+
+def git(cwd, *args):
+    return run(["git", *args], cwd)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the project's tracked files in a new git repository, set to tiny synthetic data."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    dest = tmp_path / "project"
+    for rel in files:
+        if rel.startswith(("tests/", ".dvc/tmp", ".dvc/cache")) or rel == "dvc.lock" or not (ROOT / rel).is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, dest / rel)
+    set_params(dest, TINY)
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-qm", "tiny synthetic project")
+    return dest
+
+
+def stage(project, script, *args, check=True):
+    return run([sys.executable, f"src/{script}.py", *args], project, check=check)

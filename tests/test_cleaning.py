@@ -1,0 +1,108 @@
+import pandas as pd
+import pytest
+
+from bloodcells.classes import CLASSES
+from bloodcells.cleaning import apply_rules, read_labels, resample_train, split_stratified
+from bloodcells.errors import UserError
+
+
+def write_labels(tmp_path, rows, header=",Image,Category"):
+    path = tmp_path / "labels.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def make_images(tmp_path, numbers):
+    folder = tmp_path / "JPEGImages"
+    folder.mkdir(exist_ok=True)
+    for n in numbers:
+        (folder / f"BloodImage_{n:05d}.jpg").write_bytes(b"x")
+    return folder
+
+
+def test_rules_drop_empty_multiple_basophil_and_missing(tmp_path):
+    path = write_labels(tmp_path, [
+        ",0,NEUTROPHIL", ",1,EOSINOPHIL", ",2,", ',3,"NEUTROPHIL, EOSINOPHIL"', ",4,BASOPHIL",
+        ",5,LYMPHOCYTE", ",6,MONOCYTE", ",7,NEUTROPHIL",  # 7 has no image
+    ])
+    images = make_images(tmp_path, range(7))
+    kept, dropped = apply_rules(read_labels(path), images)
+    assert list(kept["image"]) == ["BloodImage_00000", "BloodImage_00001", "BloodImage_00005", "BloodImage_00006"]
+    assert list(kept["label"]) == ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"]
+    assert dropped == {"empty": 1, "multiple": 1, "class": 1, "missing_image": 1}
+
+
+def test_unknown_label_is_a_clear_error(tmp_path):
+    path = write_labels(tmp_path, [",0,NEUTROPHIL", ",1,PLATELET"])
+    images = make_images(tmp_path, range(2))
+    with pytest.raises(UserError, match="PLATELET.*not one of"):
+        apply_rules(read_labels(path), images)
+
+
+def test_missing_image_is_an_error_when_not_dropped(tmp_path):
+    path = write_labels(tmp_path, [",0,NEUTROPHIL", ",1,MONOCYTE"])
+    images = make_images(tmp_path, [0])
+    with pytest.raises(UserError, match="BloodImage_00001.jpg is missing"):
+        apply_rules(read_labels(path), images, drop_missing_images=False)
+
+
+@pytest.mark.parametrize("header,message", [(",Image,Label", "missing column.*Category"),
+                                            (",Picture,Category", "missing column.*Image")])
+def test_missing_columns(tmp_path, header, message):
+    path = write_labels(tmp_path, [",0,NEUTROPHIL"], header=header)
+    with pytest.raises(UserError, match=message):
+        read_labels(path)
+
+
+def test_non_numeric_image_is_an_error(tmp_path):
+    path = write_labels(tmp_path, [",0,NEUTROPHIL", ",abc,NEUTROPHIL"])
+    with pytest.raises(UserError, match="'abc' in row 3"):
+        read_labels(path)
+
+
+def frame(counts):
+    rows, number = [], 0
+    for label, n in counts.items():
+        for _ in range(n):
+            rows.append((f"BloodImage_{number:05d}", label))
+            number += 1
+    return pd.DataFrame(rows, columns=["image", "label"])
+
+
+REAL_COUNTS = {"NEUTROPHIL": 206, "EOSINOPHIL": 88, "LYMPHOCYTE": 33, "MONOCYTE": 20}
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    data = frame(REAL_COUNTS)
+    train, val, test = split_stratified(data, 0.1, 0.1, seed=0)
+    assert len(test) == 35 and len(val) == 32 and len(train) == 280
+    assert test["label"].value_counts().to_dict() == {"NEUTROPHIL": 21, "EOSINOPHIL": 9, "LYMPHOCYTE": 3, "MONOCYTE": 2}
+    assert not set(train["image"]) & set(test["image"]) and not set(val["image"]) & set(test["image"])
+    again = split_stratified(data, 0.1, 0.1, seed=0)[2]
+    other = split_stratified(data, 0.1, 0.1, seed=1)[2]
+    assert list(again["image"]) == list(test["image"])
+    assert list(other["image"]) != list(test["image"])
+
+
+@pytest.mark.parametrize("test_size", [0, 0.5, 0.7, -0.1])
+def test_test_size_outside_range_is_rejected(test_size):
+    with pytest.raises(UserError, match="clean.test_size must be in"):
+        split_stratified(frame(REAL_COUNTS), test_size, 0.1, seed=0)
+
+
+def test_resample_drops_neutrophils_then_balances():
+    train = frame({"NEUTROPHIL": 100, "EOSINOPHIL": 40, "LYMPHOCYTE": 15, "MONOCYTE": 10})
+    balanced = resample_train(train, 0.1, "balance", seed=0)
+    assert balanced["label"].value_counts().to_dict() == {label: 90 for label in CLASSES}
+    # every original non-neutrophil image is still there
+    assert set(train.loc[train["label"] != "NEUTROPHIL", "image"]) <= set(balanced["image"])
+
+
+def test_resample_with_factors_and_none():
+    train = frame({"NEUTROPHIL": 20, "EOSINOPHIL": 10, "LYMPHOCYTE": 4, "MONOCYTE": 2})
+    factors = resample_train(train, 0.0, {"LYMPHOCYTE": 3, "MONOCYTE": 2.5}, seed=0)
+    assert factors["label"].value_counts().to_dict() == {"NEUTROPHIL": 20, "EOSINOPHIL": 10, "LYMPHOCYTE": 12,
+                                                         "MONOCYTE": 5}
+    assert len(resample_train(train, 0.0, "none", seed=0)) == len(train)
+    with pytest.raises(UserError, match="unknown class"):
+        resample_train(train, 0.0, {"BASOPHIL": 2}, seed=0)

@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from bloodcells import cells, sources, synthetic
+from bloodcells.classes import CLASSES
+from bloodcells.voc import read_boxes
+from conftest import SHARED_BCCD, run, set_params, stage
+
+
+def test_synthetic_is_deterministic_and_in_kaggle_layout(tmp_path):
+    synthetic.generate(tmp_path / "a", per_class=2, size=(128, 96), seed=3)
+    synthetic.generate(tmp_path / "b", per_class=2, size=(128, 96), seed=3)
+    synthetic.generate(tmp_path / "c", per_class=2, size=(128, 96), seed=4)
+    files = sources.layout_files(tmp_path / "a")
+    assert len(files) == 1 + 8 + 8
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    assert (tmp_path / "a/JPEGImages/BloodImage_00000.jpg").read_bytes() != \
+        (tmp_path / "c/JPEGImages/BloodImage_00000.jpg").read_bytes()
+    labels = pd.read_csv(tmp_path / "a/labels.csv", dtype=str, keep_default_na=False)
+    assert (tmp_path / "a/labels.csv").read_text().splitlines()[0] == ",Image,Category"
+    assert labels["Category"].tolist()[:4] == list(CLASSES)
+    with Image.open(tmp_path / "a/JPEGImages/BloodImage_00001.jpg") as image:
+        assert image.size == (128, 96)
+    (xmin, ymin, xmax, ymax), = read_boxes(tmp_path / "a/Annotations/BloodImage_00001.xml")
+    assert 0 <= xmin < xmax <= 128 and 0 <= ymin < ymax <= 96
+
+
+def synthetic_crops(per_class, seed, size=40):
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for n in range(per_class * len(CLASSES)):
+        image, box = synthetic.make_image(rng, CLASSES[n % 4], 160, 120)
+        images.append(np.asarray(cells.square_crop(image, box, 0.1, size)))
+        labels.append(n % 4)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+    return x, torch.tensor(labels)
+
+
+def test_synthetic_data_is_learnable_by_a_small_cnn():
+    torch.manual_seed(0)
+    train_x, train_y = synthetic_crops(30, seed=1)
+    test_x, test_y = synthetic_crops(10, seed=2)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(32, 4))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        for index in torch.randperm(len(train_x)).split(16):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(train_x[index]), train_y[index]).backward()
+            optimizer.step()
+    accuracy = (model(test_x).argmax(1) == test_y).float().mean().item()
+    assert accuracy >= 0.6, f"a small CNN reached only {accuracy:.2f} (chance is 0.25)"
+
+
+def test_locate_wbc_prefers_largest_voc_box_then_nucleus_then_centre(tmp_path):
+    pixels = np.full((120, 160, 3), 220, np.uint8)
+    xml = tmp_path / "a.xml"
+    from bloodcells.voc import write_voc
+    write_voc(xml, "a.jpg", (160, 120), [("WBC", (10, 10, 20, 20)), ("RBC", (0, 0, 100, 100)),
+                                         ("WBC", (50, 40, 110, 100))])
+    assert cells.locate_wbc(pixels, xml, 40) == ((50, 40, 110, 100), "voc")
+    pixels[60:81, 100:121] = (100, 40, 160)  # a violet nucleus centred on (110, 70)
+    assert cells.locate_wbc(pixels, tmp_path / "none.xml", 40) == ((90, 50, 130, 90), "nucleus")
+    assert cells.locate_wbc(np.full((120, 160, 3), 220, np.uint8), None, 40) == ((60, 40, 100, 80), "centre")
+
+
+def test_square_crop_stays_inside_the_image():
+    image = Image.fromarray(np.arange(120 * 160 * 3, dtype=np.uint32).reshape(120, 160, 3).astype(np.uint8))
+    crop = cells.square_crop(image, (140, 100, 170, 130), margin=0.5, size=32)  # box over the corner
+    assert crop.size == (32, 32)
+    exact = cells.square_crop(image, (140, 90, 160, 110), margin=0.0, size=20)
+    assert np.array_equal(np.asarray(exact), np.asarray(image)[90:110, 140:160])
+
+
+def test_data_stages_through_dvc(project):
+    result = run(["dvc", "repro", "fetch", "clean", "explore"], project)
+    assert "Running stage 'explore'" in result.stdout
+    summary = json.loads((project / "metrics/data.json").read_text())
+    assert summary["clean"] == {"NEUTROPHIL": 10, "EOSINOPHIL": 10, "LYMPHOCYTE": 10, "MONOCYTE": 10, "total": 40}
+    assert summary["dropped"]["empty"] == 1 and summary["dropped"]["multiple"] == 1
+    splits = {s: pd.read_csv(project / f"data/clean/{s}.csv") for s in ("train", "val", "test")}
+    assert len(splits["test"]) == 4 and len(splits["val"]) == 4
+    assert not set(splits["train"]["image"]) & set(splits["test"]["image"])
+    with Image.open(project / "data/clean/images" / f"{splits['test']['image'][0]}.png") as crop:
+        assert crop.size == (64, 64)
+    for plot in ("plots/clean/class_distribution.png", "plots/explore/average_images.png",
+                 "plots/explore/pixel_distribution.png"):
+        assert (project / plot).stat().st_size > 1000
+    assert "/raw" in (project / "data/.gitignore").read_text().split()
+    assert "up to date" in run(["dvc", "repro", "fetch", "clean", "explore"], project).stdout
+
+
+def test_corrupt_image_is_named_or_skipped_when_allowed(project):
+    stage(project, "fetch")
+    broken = project / "data/raw/JPEGImages/BloodImage_00005.jpg"
+    broken.write_bytes(broken.read_bytes()[:300])  # truncated JPEG
+    result = stage(project, "clean", check=False)
+    assert result.returncode == 2 and "BloodImage_00005.jpg: cannot read image" in result.stderr
+    assert "skip_corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert not (project / "data/clean").exists() and not (project / "metrics/data.json").exists()
+    set_params(project, {"clean": {"skip_corrupt": True}})
+    stage(project, "clean")
+    summary = json.loads((project / "metrics/data.json").read_text())
+    assert summary["dropped"]["corrupt_image"] == 1 and summary["clean"]["total"] == 39
+
+
+def test_bad_clean_parameter_is_one_line(project):
+    stage(project, "fetch")
+    set_params(project, {"clean": {"test_size": 0.6}})
+    result = stage(project, "clean", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: clean.test_size must be in (0, 0.5), got 0.6"
+    assert not (project / "data/clean").exists()
+
+
+@pytest.mark.skipif(not SHARED_BCCD.is_dir(), reason="the real BCCD copy is not on this machine")
+def test_real_bccd_copy_cleans_to_347_images(project):
+    manifest = sources.read_manifest(project / "data/bccd.sha256")
+    sources.verify_manifest(SHARED_BCCD, manifest)  # the committed manifest describes the real data
+    set_params(project, {"data": {"source": str(SHARED_BCCD)}})
+    stage(project, "fetch")
+    stage(project, "clean")
+    summary = json.loads((project / "metrics/data.json").read_text())
+    assert summary["clean"] == {"NEUTROPHIL": 206, "EOSINOPHIL": 88, "LYMPHOCYTE": 33, "MONOCYTE": 20, "total": 347}
+    assert summary["test"]["total"] == 35
+    assert summary["box_source"]["voc"] + summary["box_source"]["nucleus"] == 347
