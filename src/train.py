@@ -18,6 +18,7 @@ from bloodcells.params import load_params
 from bloodcells.training import check_config, resolve_device, seed_everything, train_model
 
 MODEL_DIR = Path("models")
+WEIGHTS_DIR = Path("weights")
 
 
 def model_config(params, name):
@@ -26,6 +27,10 @@ def model_config(params, name):
     cfg = {**params["train"], **params["models"][name], "name": name}
     check_arch(name, cfg.get("arch"))
     check_config(name, cfg)
+    weights_dir = (WEIGHTS_DIR / name).resolve()
+    if cfg.get("weights") and weights_dir not in Path(cfg["weights"]).expanduser().resolve().parents:
+        raise UserError(f"models.{name}.weights must be a file under {WEIGHTS_DIR / name}/ (a declared dependency "
+                        f"of train_{name}); copy {cfg['weights']} there")
     return cfg
 
 

@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT / "src"))
 TINY = {
     "data": {"source": "synthetic", "synthetic": {"per_class": 10, "size": [160, 120]}},
     "clean": {"image_size": 64},
-    "train": {"epochs": 1, "image_size": 64, "batch_size": 16},
+    "models": {name: {"epochs": 1, "image_size": 64, "batch_size": 16}
+               for name in ("resnet", "efficientnet", "alexnet")},
 }
 
 

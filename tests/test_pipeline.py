@@ -1,0 +1,82 @@
+"""End to end: the real DVC pipeline on tiny synthetic data in a temporary git repository."""
+import json
+
+import pytest
+
+from bloodcells.atomic import atomic_dir, atomic_file
+from conftest import git, run, set_params
+
+MODELS = ("resnet", "efficientnet", "alexnet")
+TIMINGS = ("train_seconds", "images_per_second", "seconds_per_epoch", "data_wait_share", "inference_ms_per_image")
+
+
+def ran_stages(output):
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def test_full_pipeline_then_change_one_model(project):
+    first = run(["dvc", "repro"], project)
+    assert ran_stages(first.stdout) == {"fetch", "clean", "explore", "train_resnet", "train_efficientnet",
+                                        "train_alexnet", "evaluate", "compare"}
+    compare = json.loads((project / "metrics/compare.json").read_text())
+    assert compare["best_model"] in MODELS and set(compare["models"]) == set(MODELS)
+    for name in MODELS:
+        evaluation = json.loads((project / f"metrics/evaluate/{name}.json").read_text())
+        assert evaluation["n_total"] == 4 and 0 <= evaluation["accuracy"] <= 1
+        assert set(evaluation["per_class"]) == {"NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"}
+        header = (project / f"plots/evaluate/{name}.csv").read_text().splitlines()[0]
+        assert header.startswith("image,actual,predicted,p_NEUTROPHIL")
+        checkpoint_summary = json.loads((project / f"metrics/train/{name}/metrics.json").read_text())
+        assert checkpoint_summary["best_epoch"] == 1 and checkpoint_summary["parameters"] > 0
+    assert "| resnet (resnet18)" in (project / "metrics/compare.md").read_text()
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "baseline")
+    assert "up to date" in run(["dvc", "repro"], project).stdout
+
+    git(project, "checkout", "-q", "-b", "longer-resnet")
+    set_params(project, {"models": {"resnet": {"epochs": 2}}})
+    second = run(["dvc", "repro"], project)
+    assert ran_stages(second.stdout) == {"train_resnet", "evaluate", "compare"}
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "resnet: 2 epochs")
+
+    diff = json.loads(run(["dvc", "metrics", "diff", "main", "longer-resnet", "--json"], project).stdout)
+    changed = {path for path, metrics in diff.items()
+               if any(key.split(".")[-1] not in TIMINGS and change.get("diff") not in (0, None)
+                      for key, change in metrics.items())}
+    assert "metrics/train/resnet/metrics.json" in changed
+    for name in ("efficientnet", "alexnet"):
+        assert f"metrics/train/{name}/metrics.json" not in changed
+        assert f"metrics/evaluate/{name}.json" not in changed  # deterministic inference, same weights
+
+    html = project / "plots_html"
+    run(["dvc", "plots", "show", "-o", str(html)], project)
+    page = (html / "index.html").read_text()
+    for title in ("Validation accuracy", "Training loss", "resnet confusion matrix"):
+        assert title in page
+    for image in ("class_distribution.png", "average_images.png", "models.png", "alexnet_confusion.png"):
+        assert image in page
+    diff_html = project / "plots_diff"
+    run(["dvc", "plots", "diff", "main", "-o", str(diff_html)], project)
+    assert "main" in (diff_html / "index.html").read_text()
+
+    run(["dvc", "exp", "run", "-S", "models.resnet.lr=0.002", "--name", "fast-lr"], project)
+    table = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    assert "fast-lr" in json.dumps(table)
+
+
+def test_atomic_writes_leave_nothing_on_failure(tmp_path):
+    target = tmp_path / "model.pt"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_file(target) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    (folder / "old.csv").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(folder) as tmp:
+            (tmp / "new.csv").write_text("new")
+            raise RuntimeError("crash")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean"]
+    assert [p.name for p in folder.iterdir()] == ["old.csv"]

@@ -1,0 +1,159 @@
+import urllib.error
+
+import pytest
+import torch
+import yaml
+from dvclive import Live
+
+from bloodcells.data import augment, dihedral
+from bloodcells.errors import UserError
+from bloodcells.models import ARCHS, build_model
+from bloodcells.training import seed_everything, train_model
+from conftest import ROOT, run, set_params, stage
+
+DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def config(**changes):
+    return {**DEFAULTS["train"], "name": "test", "arch": "resnet18", **changes}
+
+
+@pytest.mark.parametrize("name,arch", [(n, a) for n, archs in ARCHS.items() for a in archs])
+def test_every_arch_gives_four_logits(name, arch):
+    model = build_model(name, arch, image_size=64).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("name,arch", [("resnet", "resnet18"), ("efficientnet", "efficientnet-b0"),
+                                       ("alexnet", "alexnet")])
+def test_one_step_lowers_the_loss_on_a_fixed_batch(name, arch):
+    torch.manual_seed(0)
+    model = build_model(name, arch, image_size=64).train()
+    images, labels = torch.randn(8, 3, 64, 64), torch.arange(8) % 4
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def loss():
+        torch.manual_seed(1)  # the same dropout masks both times
+        return torch.nn.functional.cross_entropy(model(images), labels)
+
+    before = loss()
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    assert loss().item() < before.item()
+
+
+def tiny_data(n, size=48, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator)
+    return images, torch.arange(n) % 4
+
+
+def train_once(tmp_path, tag):
+    seed_everything(0)
+    model = build_model("resnet", "resnet18", image_size=48)
+    cfg = config(epochs=2, batch_size=8, ema=0.9)
+    with Live(dir=str(tmp_path / tag), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        state, summary = train_model(model, tiny_data(16), tiny_data(8, seed=1), cfg, live,
+                                     torch.device("cpu"), [0.5] * 3, [0.25] * 3)
+    return state, summary
+
+
+def test_same_seed_gives_bit_identical_weights(tmp_path):
+    first, summary = train_once(tmp_path, "a")
+    second, again = train_once(tmp_path, "b")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert summary["best_val_loss"] == again["best_val_loss"]
+    assert (tmp_path / "a/plots/metrics/val/accuracy.tsv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_dihedral_views_are_the_eight_symmetries():
+    image = torch.arange(16.0).view(1, 1, 4, 4)
+    views = [dihedral(image, v) for v in range(8)]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+
+
+def test_augment_is_reproducible_and_keeps_range():
+    batch = torch.rand(6, 3, 16, 16)
+    first = augment(batch, torch.Generator().manual_seed(5), colour_jitter=0.2, max_shift=0.1)
+    second = augment(batch, torch.Generator().manual_seed(5), colour_jitter=0.2, max_shift=0.1)
+    assert torch.equal(first, second) and first.min() >= 0 and first.max() <= 1
+    assert not torch.equal(first, augment(batch, torch.Generator().manual_seed(6), 0.2, 0.1))
+
+
+def test_pretrained_offline_is_a_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(UserError, match="cannot download the ImageNet weights of resnet18.*weights: path"):
+        build_model("resnet", "resnet18", 64, pretrained=True)
+
+
+def test_pretrained_efficientnet_goes_through_its_own_api(monkeypatch):
+    import efficientnet_pytorch.utils as utils
+
+    calls = []
+
+    def offline(url, *args, **kwargs):
+        calls.append(url)
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(utils.model_zoo, "load_url", offline)
+    with pytest.raises(UserError, match="efficientnet-b0"):
+        build_model("efficientnet", "efficientnet-b0", 64, pretrained=True)
+    assert calls and "efficientnet-b0" in calls[0]
+
+
+def test_local_imagenet_state_dict_keeps_backbone_and_new_head(tmp_path):
+    imagenet = build_model("resnet", "resnet18", 64, num_classes=1000)
+    path = tmp_path / "resnet18.pth"
+    torch.save(imagenet.state_dict(), path)
+    model = build_model("resnet", "resnet18", 64, weights=path)
+    assert torch.equal(model.conv1.weight, imagenet.conv1.weight)
+    assert model.fc.out_features == 4
+    torch.save(build_model("resnet", "resnet50", 64).state_dict(), path)
+    with pytest.raises(UserError, match="does not fit this arch"):
+        build_model("resnet", "resnet18", 64, weights=path)
+
+
+def test_too_small_image_for_alexnet():
+    with pytest.raises(UserError, match="too small for alexnet; use at least 63"):
+        build_model("alexnet", "alexnet", 32)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"models": {"resnet": {"arch": "resnet101"}}}, "unknown arch 'resnet101'"),
+    ({"models": {"resnet": {"epochs": 0}}}, "epochs (or train.epochs) must be a positive int"),
+    ({"models": {"resnet": {"lr": 0}}}, "lr (or train.lr) must be > 0"),
+    ({"models": {"resnet": {"batch_size": 0}}}, "batch_size (or train.batch_size) must be a positive int"),
+    ({"models": {"resnet": {"image_size": 96}}}, "larger than the prepared crops (64 px)"),
+    ({"models": {"resnet": {"weights": "weights/resnet/missing.pt"}}}, "missing.pt does not exist"),
+    ({"models": {"resnet": {"weights": "/tmp/resnet18.pth"}}}, "must be a file under weights/resnet/"),
+])
+def test_bad_training_parameters_are_one_line_and_write_no_model(project, changes, message):
+    stage(project, "fetch")
+    stage(project, "clean")
+    set_params(project, changes)
+    result = stage(project, "train", "resnet", check=False)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (project / "models/resnet.pt").exists()
+
+
+def test_unknown_model_name(project):
+    result = stage(project, "train", "vgg", check=False)
+    assert result.returncode == 2 and "unknown model 'vgg'" in result.stderr
+
+
+def test_clean_data_missing_a_class_is_rejected(project):
+    stage(project, "fetch")
+    stage(project, "clean")
+    train_csv = project / "data/clean/train.csv"
+    lines = train_csv.read_text().splitlines()
+    train_csv.write_text("\n".join([lines[0]] + [l for l in lines[1:] if ",MONOCYTE," not in l]) + "\n")
+    result = stage(project, "train", "resnet", check=False)
+    assert result.returncode == 2 and "no MONOCYTE images" in result.stderr and "dvc repro clean" in result.stderr
