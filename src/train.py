@@ -76,7 +76,8 @@ def main():
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
     save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std, summary)
-    print(f"{name}: best epoch {summary['best_epoch']}, val accuracy {summary['best_val_accuracy']:.3f}, "
+    print(f"{name}: kept epoch {summary['selected_epoch']} (val accuracy {summary['selected_val_accuracy']:.3f}; "
+          f"best {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}), "
           f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s -> {MODEL_DIR / name}.pt")
 
 

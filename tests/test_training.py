@@ -65,7 +65,7 @@ def test_same_seed_gives_bit_identical_weights(tmp_path):
     second, again = train_once(tmp_path, "b")
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
-    assert summary["best_val_loss"] == again["best_val_loss"]
+    assert summary["selected_val_accuracy"] == again["selected_val_accuracy"]
     assert (tmp_path / "a/plots/metrics/val/accuracy.tsv").read_text().count("\n") == 3  # header + 2 epochs
 
 

@@ -51,7 +51,10 @@ def build_model(name, arch, image_size, pretrained=False, weights=None, num_clas
             if pretrained:
                 model = EfficientNet.from_pretrained(arch, num_classes=num_classes)
             else:
-                model = EfficientNet.from_name(arch, num_classes=num_classes, image_size=image_size)
+                # PyTorch's usual BN momentum (0.1): the TF default (0.01) leaves the running
+                # statistics unsettled after a short from-scratch run, and eval-mode accuracy collapses.
+                model = EfficientNet.from_name(arch, num_classes=num_classes, image_size=image_size,
+                                               batch_norm_momentum=0.9)
         elif pretrained:
             enum = tv_models.get_model_weights(arch).DEFAULT
             model = _replace_head(tv_models.get_model(arch, weights=enum), name, num_classes)
