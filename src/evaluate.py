@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import ConfusionMatrixDisplay
@@ -42,7 +43,7 @@ def load_checkpoint(name):
 
 def plot_confusion(matrix, name, accuracy):
     figure, axes = plt.subplots(figsize=(5.5, 5))
-    ConfusionMatrixDisplay(pd.DataFrame(matrix).to_numpy(), display_labels=[c[:4] for c in CLASSES]).plot(
+    ConfusionMatrixDisplay(np.array(matrix), display_labels=[c[:4] for c in CLASSES]).plot(
         ax=axes, colorbar=False, cmap="Blues")
     axes.set_title(f"{name}: test accuracy {accuracy:.3f}")
     save_figure(figure, PLOTS_DIR / f"{name}_confusion.png")

@@ -28,7 +28,7 @@ def fetch(data_params, fetch_params, dest):
         require(len(spec["size"]) == 2 and min(spec["size"]) >= 64,
                 "data.synthetic.size must be [width, height], each at least 64")
         synthetic.generate(dest, spec["per_class"], spec["size"], seed=spec["seed"])
-    elif "/" in source or "\\" in source or source.startswith((".", "~")) or source.endswith(".zip"):
+    elif Path(source).expanduser().exists() or any(c in source for c in "/\\~."):
         sources.import_local(source, dest)
     else:
         raise UserError(f"data.source: unknown source {source!r}; use bccd, kaggle, synthetic "

@@ -1,5 +1,6 @@
 """End to end: the real DVC pipeline on tiny synthetic data in a temporary git repository."""
 import json
+import sys
 
 import pytest
 
@@ -80,3 +81,20 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
             raise RuntimeError("crash")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean"]
     assert [p.name for p in folder.iterdir()] == ["old.csv"]
+
+
+def test_sweep_over_split_seeds_reports_mean_and_spread(project):
+    params = project / "params.yaml"
+    before = params.read_text()
+    result = run([sys.executable, "src/sweep.py", "--seeds", "0", "1"], project)
+    sweep = json.loads((project / "metrics/sweep.json").read_text())
+    assert sweep["seeds"] == [0, 1]
+    for name in MODELS:
+        row = sweep["models"][name]
+        accuracies = [row["per_seed"][seed]["accuracy"] for seed in ("0", "1")]
+        assert row["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 2)
+        assert row["accuracy"]["std"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2 ** 0.5)
+    assert "| resnet |" in (project / "metrics/sweep.md").read_text() and "±" in result.stdout
+    assert params.read_text() == before  # the workspace's parameters are put back
+    names = run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
+    assert {"split-0", "split-1"} <= set(names)
