@@ -144,11 +144,12 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
         probabilities = predict_probabilities(evaluated, val_images, mean, std, device=device, dtype=dtype)
         val_loss = float(nn.functional.nll_loss(probabilities.clamp_min(1e-8).log(), val_labels))
         val_accuracy = float((probabilities.argmax(dim=1) == val_labels).float().mean())
+        live.step = epoch  # the plots' x axis counts epochs from 1
         live.log_metric("train/loss", loss_sum / seen)
         live.log_metric("train/accuracy", correct / seen)
         live.log_metric("val/loss", val_loss)
         live.log_metric("val/accuracy", val_accuracy)
-        live.next_step()
+        live.make_summary()
         epochs.set_postfix(loss=f"{loss_sum / seen:.3f}", val_acc=f"{val_accuracy:.3f}")
         if (val_accuracy, -val_loss) >= (best["accuracy"], -best["loss"]):
             best = {"accuracy": val_accuracy, "loss": val_loss, "epoch": epoch}
