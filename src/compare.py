@@ -79,9 +79,9 @@ def plot_models(rows):
         bars = axes.bar(x + (i - (len(names) - 1) / 2) * width, values, width, label=name)
         axes.bar_label(bars, fmt="%.2f", fontsize=8)
     axes.set_xticks(x, [s.replace("_", " ") for s in SCORES])
-    axes.set_ylim(0, 1.08)
+    axes.set_ylim(0, 1.18)
     axes.set_title("Test-split scores per model")
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper center", ncol=len(names))
     save_figure(figure, Path("plots/compare/models.png"))
     plt.close(figure)
 
