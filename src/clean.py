@@ -35,8 +35,8 @@ def check_params(p):
 
 
 def prepare_images(frame, params, out_dir):
-    """Crop (or resize) every image once; returns the frame with its box, and the unreadable ones."""
-    boxes, unreadable = [], []
+    """Crop (or resize) every image once; returns the readable rows with their box, and the unreadable count."""
+    boxes, unreadable = [], 0
     for name in tqdm(frame["image"], desc="prepare images", unit="img", disable=None):
         path = RAW_DIR / "JPEGImages" / f"{name}.jpg"
         try:
@@ -46,8 +46,7 @@ def prepare_images(frame, params, out_dir):
             if not params["skip_corrupt"]:
                 raise UserError(f"{path}: cannot read image ({error}); replace the file "
                                 "or set clean.skip_corrupt: true to skip it")
-            unreadable.append(name)
-            boxes.append((None, None))
+            unreadable += 1
             continue
         box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / "Annotations" / f"{name}.xml",
                                     params["fallback_box_size"])
@@ -56,13 +55,9 @@ def prepare_images(frame, params, out_dir):
         else:
             prepared = image.resize((params["image_size"],) * 2, Image.Resampling.BICUBIC)
         prepared.save(out_dir / "images" / f"{name}.png")
-        boxes.append((box, how))
-    frame = frame.assign(
-        xmin=[b[0][0] if b[0] else -1 for b in boxes], ymin=[b[0][1] if b[0] else -1 for b in boxes],
-        xmax=[b[0][2] if b[0] else -1 for b in boxes], ymax=[b[0][3] if b[0] else -1 for b in boxes],
-        box_source=[b[1] for b in boxes],
-    )
-    return frame[~frame["image"].isin(unreadable)].reset_index(drop=True), len(unreadable)
+        boxes.append((name, *box, how))
+    boxes = pd.DataFrame(boxes, columns=["image", "xmin", "ymin", "xmax", "ymax", "box_source"])
+    return frame.merge(boxes, on="image"), unreadable
 
 
 def class_counts(frame):

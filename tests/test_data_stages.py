@@ -8,7 +8,7 @@ from PIL import Image
 
 from bloodcells import cells, sources, synthetic
 from bloodcells.classes import CLASSES
-from bloodcells.voc import read_boxes
+from bloodcells.voc import read_boxes, write_voc
 from conftest import SHARED_BCCD, run, set_params, stage
 
 
@@ -63,7 +63,6 @@ def test_synthetic_data_is_learnable_by_a_small_cnn():
 def test_locate_wbc_prefers_largest_voc_box_then_nucleus_then_centre(tmp_path):
     pixels = np.full((120, 160, 3), 220, np.uint8)
     xml = tmp_path / "a.xml"
-    from bloodcells.voc import write_voc
     write_voc(xml, "a.jpg", (160, 120), [("WBC", (10, 10, 20, 20)), ("RBC", (0, 0, 100, 100)),
                                          ("WBC", (50, 40, 110, 100))])
     assert cells.locate_wbc(pixels, xml, 40) == ((50, 40, 110, 100), "voc")

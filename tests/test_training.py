@@ -9,7 +9,7 @@ from bloodcells.data import augment, dihedral
 from bloodcells.errors import UserError
 from bloodcells.models import ARCHS, build_model
 from bloodcells.training import seed_everything, train_model
-from conftest import ROOT, run, set_params, stage
+from conftest import ROOT, set_params, stage
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 

@@ -82,14 +82,14 @@ def warmup_cosine(optimizer, total_steps, warmup_steps):
 def predict_probabilities(model, images, mean, std, batch_size=64, tta=False, device="cpu", dtype=None):
     """Class probabilities for uint8 images; with `tta`, averaged over the 8 dihedral views."""
     model.eval()
+    device = torch.device(device)
     views = range(8) if tta else (0,)
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = normalise(images[start:start + batch_size], mean, std).to(device, memory_format=CHANNELS_LAST)
         total = 0
         for view in views:
-            with torch.autocast(device.type if hasattr(device, "type") else str(device),
-                                dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 total = total + model(dihedral(batch, view)).float().softmax(dim=1)
         outputs.append((total / len(views)).cpu())
     return torch.cat(outputs)
