@@ -8,7 +8,8 @@ from dvclive import Live
 from bloodcells.data import augment, dihedral
 from bloodcells.errors import UserError
 from bloodcells.models import ARCHS, build_model
-from bloodcells.training import seed_everything, train_model
+from bloodcells import training
+from bloodcells.training import autocast_dtype, seed_everything, train_model
 from conftest import ROOT, set_params, stage
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -67,6 +68,40 @@ def test_same_seed_gives_bit_identical_weights(tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert summary["selected_val_accuracy"] == again["selected_val_accuracy"]
     assert (tmp_path / "a/plots/metrics/val/accuracy.tsv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_efficientnet_uses_native_silu_with_the_same_outputs():
+    torch.manual_seed(0)
+    model = build_model("efficientnet", "efficientnet-b0", image_size=64).eval()
+    swishes = [m._swish for m in model.modules() if hasattr(m, "_swish")]
+    assert swishes and all(isinstance(s, torch.nn.SiLU) for s in swishes)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        native = model(images)
+        model.set_swish(memory_efficient=False)  # the library's own x * sigmoid(x)
+        assert torch.allclose(native, model(images), atol=1e-5)
+
+
+def test_precision_choices(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cuda) is None
+    assert autocast_dtype("auto", cuda) == torch.bfloat16
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        assert autocast_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(UserError, match="fp32 or bf16"):
+        autocast_dtype("fp16", cpu)
+
+
+def test_bf16_training_runs_and_keeps_fp32_weights(tmp_path):
+    seed_everything(0)
+    model = build_model("resnet", "resnet18", image_size=48)
+    with Live(dir=str(tmp_path), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        state, summary = train_model(model, tiny_data(16), tiny_data(8, seed=1), config(epochs=1, batch_size=8,
+                                     precision="bf16"), live, torch.device("cpu"), [0.5] * 3, [0.25] * 3)
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert summary["images_per_second"] > 0
 
 
 def test_dihedral_views_are_the_eight_symmetries():

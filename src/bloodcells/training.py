@@ -3,6 +3,7 @@ import copy
 import math
 import random
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -35,9 +36,19 @@ def resolve_device(choice):
 def autocast_dtype(precision, device):
     """bfloat16 autocast on CUDA by default ('auto'), on the CPU only when asked for ('bf16')."""
     require(precision in ("auto", "fp32", "bf16"), f"train.precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("train.precision bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), "
+                      "so training will be slow; set precision: fp32 for this model")
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+def cpu_has_native_bf16():
+    try:
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def check_config(name, cfg):
