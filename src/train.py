@@ -41,6 +41,7 @@ def save_checkpoint(path, model, cfg, mean, std, summary):
         "arch": cfg["arch"],
         "classes": list(CLASSES),
         "image_size": cfg["image_size"],
+        "feature_pool": cfg.get("feature_pool"),
         "mean": mean,
         "std": std,
         "summary": summary,
@@ -57,7 +58,8 @@ def main():
     cfg = model_config(load_params(), name)
     device = resolve_device(cfg["device"])
     seed_everything(cfg["seed"])
-    model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"))
+    model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
+                        feature_pool=cfg.get("feature_pool"))
     train_images, train_labels, _ = data.load_split("train")
     val_images, val_labels, _ = data.load_split("val", require_all_classes=False)
     if cfg["image_size"] > train_images.shape[-1]:

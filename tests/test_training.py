@@ -154,6 +154,36 @@ def test_local_imagenet_state_dict_keeps_backbone_and_new_head(tmp_path):
         build_model("resnet", "resnet18", 64, weights=path)
 
 
+def test_alexnet_1x1_pool_is_the_same_function_with_fewer_weights():
+    torch.manual_seed(0)
+    stock = build_model("alexnet", "alexnet", 80).eval()
+    torch.manual_seed(0)
+    pooled = build_model("alexnet", "alexnet", 80, feature_pool=1).eval()
+    images = torch.randn(3, 3, 80, 80)
+    with torch.no_grad():
+        assert torch.allclose(pooled(images), stock(images), atol=1e-5)
+    assert pooled.classifier[1].in_features == 256
+    assert sum(p.numel() for p in stock.parameters()) - sum(p.numel() for p in pooled.parameters()) > 35_000_000
+
+
+def test_alexnet_1x1_pool_folds_a_stock_state_dict(tmp_path):
+    stock = build_model("alexnet", "alexnet", 80, num_classes=1000).eval()
+    path = tmp_path / "alexnet.pth"
+    torch.save(stock.state_dict(), path)
+    pooled = build_model("alexnet", "alexnet", 80, weights=path, feature_pool=1).eval()
+    stock.classifier[-1], pooled.classifier[-1] = torch.nn.Identity(), torch.nn.Identity()
+    images = torch.randn(2, 3, 80, 80)
+    with torch.no_grad():
+        assert torch.allclose(pooled(images), stock(images), atol=1e-4)
+
+
+@pytest.mark.parametrize("name,pool,message", [("alexnet", 3, "must be 6 (torchvision) or 1"),
+                                               ("resnet", 1, "applies to alexnet only")])
+def test_bad_feature_pool(name, pool, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_model(name, ARCHS[name][0], 80, feature_pool=pool)
+
+
 def test_too_small_image_for_alexnet():
     with pytest.raises(UserError, match="too small for alexnet; use at least 63"):
         build_model("alexnet", "alexnet", 32)

