@@ -1,3 +1,4 @@
+import re
 import urllib.error
 
 import pytest
@@ -180,7 +181,7 @@ def test_alexnet_1x1_pool_folds_a_stock_state_dict(tmp_path):
 @pytest.mark.parametrize("name,pool,message", [("alexnet", 3, "must be 6 (torchvision) or 1"),
                                                ("resnet", 1, "applies to alexnet only")])
 def test_bad_feature_pool(name, pool, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UserError, match=re.escape(message)):
         build_model(name, ARCHS[name][0], 80, feature_pool=pool)
 
 
