@@ -36,7 +36,8 @@ def load_checkpoint(name):
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if list(checkpoint.get("classes", [])) != list(CLASSES):
         raise UserError(f"{path} was trained with classes {checkpoint.get('classes')}, not {list(CLASSES)}; retrain it")
-    model = build_model(name, checkpoint["arch"], checkpoint["image_size"], feature_pool=checkpoint.get("feature_pool"))
+    model = build_model(name, checkpoint["arch"], checkpoint["image_size"], feature_pool=checkpoint.get("feature_pool"),
+                        stem_stride=checkpoint.get("stem_stride"))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint
 

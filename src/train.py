@@ -42,6 +42,7 @@ def save_checkpoint(path, model, cfg, mean, std, summary):
         "classes": list(CLASSES),
         "image_size": cfg["image_size"],
         "feature_pool": cfg.get("feature_pool"),
+        "stem_stride": cfg.get("stem_stride"),
         "mean": mean,
         "std": std,
         "summary": summary,
@@ -59,7 +60,7 @@ def main():
     device = resolve_device(cfg["device"])
     seed_everything(cfg["seed"])
     model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
-                        feature_pool=cfg.get("feature_pool"))
+                        feature_pool=cfg.get("feature_pool"), stem_stride=cfg.get("stem_stride"))
     train_images, train_labels, _ = data.load_split("train")
     val_images, val_labels, _ = data.load_split("val", require_all_classes=False)
     if cfg["image_size"] > train_images.shape[-1]:

@@ -185,6 +185,24 @@ def test_bad_feature_pool(name, pool, message):
         build_model(name, ARCHS[name][0], 80, feature_pool=pool)
 
 
+def test_alexnet_stem_stride_2_keeps_a_3x3_map_of_an_80px_crop():
+    stock = build_model("alexnet", "alexnet", 80)
+    small = build_model("alexnet", "alexnet", 80, stem_stride=2)
+    images = torch.randn(2, 3, 80, 80)
+    with torch.no_grad():
+        assert stock.features(images).shape[-2:] == (1, 1)
+        assert small.features(images).shape[-2:] == (3, 3)
+        assert small.eval()(images).shape == (2, 4)
+    assert [p.shape for p in small.parameters()] == [p.shape for p in stock.parameters()]
+
+
+@pytest.mark.parametrize("name,stride,message", [("alexnet", 3, "must be 4 (torchvision) or 2"),
+                                                 ("efficientnet", 2, "applies to alexnet only")])
+def test_bad_stem_stride(name, stride, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        build_model(name, ARCHS[name][0], 80, stem_stride=stride)
+
+
 def test_too_small_image_for_alexnet():
     with pytest.raises(UserError, match="too small for alexnet; use at least 63"):
         build_model("alexnet", "alexnet", 32)

@@ -17,6 +17,7 @@ ARCHS = {
 # Smallest input side each family can take (AlexNet's stride-4 stem and three max-pools need 63).
 MIN_IMAGE_SIZE = {"resnet": 32, "efficientnet": 32, "alexnet": 63}
 ALEXNET_POOLS = (6, 1)  # side of AlexNet's pool before its classifier: torchvision's 6, or 1 for small crops
+ALEXNET_STEM_STRIDES = (4, 2)  # stride of AlexNet's first convolution: torchvision's 4, or 2 for small crops
 
 
 def check_arch(name, arch):
@@ -46,13 +47,24 @@ def check_feature_pool(name, feature_pool):
         raise UserError(f"models.alexnet.feature_pool must be 6 (torchvision) or 1 (small crops), got {feature_pool!r}")
 
 
-def build_model(name, arch, image_size, pretrained=False, weights=None, num_classes=len(CLASSES), feature_pool=None):
+def check_stem_stride(name, stem_stride):
+    if name != "alexnet" and stem_stride is not None:
+        raise UserError(f"models.{name}.stem_stride applies to alexnet only; remove it from models.{name}")
+    if name == "alexnet" and stem_stride not in (None, *ALEXNET_STEM_STRIDES):
+        raise UserError(f"models.alexnet.stem_stride must be 4 (torchvision) or 2 (small crops), got {stem_stride!r}")
+
+
+def build_model(name, arch, image_size, pretrained=False, weights=None, num_classes=len(CLASSES), feature_pool=None,
+                stem_stride=None):
     """A model with `num_classes` outputs; ImageNet weights only when asked for.
 
-    feature_pool (AlexNet only): 1 pools its last feature map to 1x1 instead of 6x6; see pool_alexnet_to_1x1.
+    AlexNet only: feature_pool 1 pools its last feature map to 1x1 instead of 6x6 (see
+    pool_alexnet_to_1x1); stem_stride 2 halves its first convolution's stride, so an 80 px crop ends
+    in a 3x3 feature map instead of 1x1 (the weights keep their shapes).
     """
     check_arch(name, arch)
     check_feature_pool(name, feature_pool)
+    check_stem_stride(name, stem_stride)
     if image_size < MIN_IMAGE_SIZE[name]:
         raise UserError(f"models.{name}.image_size {image_size} is too small for {arch}; "
                         f"use at least {MIN_IMAGE_SIZE[name]}")
@@ -77,6 +89,8 @@ def build_model(name, arch, image_size, pretrained=False, weights=None, num_clas
                         + _offline_hint(name))
     if name == "efficientnet":
         use_native_silu(model)
+    if name == "alexnet" and stem_stride:
+        model.features[0].stride = (stem_stride, stem_stride)
     if name == "alexnet" and feature_pool == 1:
         pool_alexnet_to_1x1(model)
     if weights:
