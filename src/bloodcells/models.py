@@ -41,7 +41,7 @@ def _offline_hint(name):
 
 
 def check_feature_pool(name, feature_pool):
-    if name != "alexnet" and feature_pool not in (None, 6):
+    if name != "alexnet" and feature_pool is not None:
         raise UserError(f"models.{name}.feature_pool applies to alexnet only; remove it from models.{name}")
     if name == "alexnet" and feature_pool not in (None, *ALEXNET_POOLS):
         raise UserError(f"models.alexnet.feature_pool must be 6 (torchvision) or 1 (small crops), got {feature_pool!r}")
