@@ -16,8 +16,9 @@ ARCHS = {
 }
 # Smallest input side each family can take (AlexNet's stride-4 stem and three max-pools need 63).
 MIN_IMAGE_SIZE = {"resnet": 32, "efficientnet": 32, "alexnet": 63}
-ALEXNET_POOLS = (6, 1)  # side of AlexNet's pool before its classifier: torchvision's 6, or 1 for small crops
-ALEXNET_STEM_STRIDES = (4, 2)  # stride of AlexNet's first convolution: torchvision's 4, or 2 for small crops
+# AlexNet's options for small crops, as (torchvision's value, the small-crop value): the side of the
+# pool before its classifier, and the stride of its first convolution.
+ALEXNET_OPTIONS = {"feature_pool": (6, 1), "stem_stride": (4, 2)}
 
 
 def check_arch(name, arch):
@@ -40,18 +41,13 @@ def _offline_hint(name):
             f"state dict to a file and set models.{name}.weights: path/to/file.pt")
 
 
-def check_feature_pool(name, feature_pool):
-    if name != "alexnet" and feature_pool is not None:
-        raise UserError(f"models.{name}.feature_pool applies to alexnet only; remove it from models.{name}")
-    if name == "alexnet" and feature_pool not in (None, *ALEXNET_POOLS):
-        raise UserError(f"models.alexnet.feature_pool must be 6 (torchvision) or 1 (small crops), got {feature_pool!r}")
-
-
-def check_stem_stride(name, stem_stride):
-    if name != "alexnet" and stem_stride is not None:
-        raise UserError(f"models.{name}.stem_stride applies to alexnet only; remove it from models.{name}")
-    if name == "alexnet" and stem_stride not in (None, *ALEXNET_STEM_STRIDES):
-        raise UserError(f"models.alexnet.stem_stride must be 4 (torchvision) or 2 (small crops), got {stem_stride!r}")
+def check_alexnet_option(name, key, value):
+    """feature_pool and stem_stride: AlexNet only, and torchvision's value or the small-crop one."""
+    if name != "alexnet" and value is not None:
+        raise UserError(f"models.{name}.{key} applies to alexnet only; remove it from models.{name}")
+    stock, small = ALEXNET_OPTIONS[key]
+    if name == "alexnet" and value not in (None, stock, small):
+        raise UserError(f"models.alexnet.{key} must be {stock} (torchvision) or {small} (small crops), got {value!r}")
 
 
 def build_model(name, arch, image_size, pretrained=False, weights=None, num_classes=len(CLASSES), feature_pool=None,
@@ -63,8 +59,8 @@ def build_model(name, arch, image_size, pretrained=False, weights=None, num_clas
     in a 3x3 feature map instead of 1x1 (the weights keep their shapes).
     """
     check_arch(name, arch)
-    check_feature_pool(name, feature_pool)
-    check_stem_stride(name, stem_stride)
+    check_alexnet_option(name, "feature_pool", feature_pool)
+    check_alexnet_option(name, "stem_stride", stem_stride)
     if image_size < MIN_IMAGE_SIZE[name]:
         raise UserError(f"models.{name}.image_size {image_size} is too small for {arch}; "
                         f"use at least {MIN_IMAGE_SIZE[name]}")
