@@ -79,6 +79,23 @@ def test_square_crop_stays_inside_the_image():
     assert np.array_equal(np.asarray(exact), np.asarray(image)[90:110, 140:160])
 
 
+def test_a_box_cut_by_the_edge_is_completed_past_it():
+    assert cells.complete_cut_box((100, 1, 160, 31), 200, 150) == (100, -29, 160, 31)  # top edge
+    assert cells.complete_cut_box((100, 130, 160, 149), 200, 150) == (100, 130, 160, 190)  # bottom edge
+    assert cells.complete_cut_box((0, 40, 20, 90), 200, 150) == (-30, 40, 20, 90)  # left edge
+    assert cells.complete_cut_box((50, 40, 70, 90), 200, 150) == (50, 40, 70, 90)  # inside: unchanged
+
+
+def test_padded_crop_keeps_a_cut_cell_centred_and_fills_outside_with_the_median():
+    pixels = np.full((120, 160, 3), 200, np.uint8)
+    pixels[0:20, 60:100] = (90, 30, 150)  # the lower half of a violet cell cut by the top edge
+    image = Image.fromarray(pixels)
+    padded = np.asarray(cells.square_crop(image, (60, 0, 100, 20), margin=0.0, size=40, edge_cells="pad"))
+    assert (padded[:20] == 200).all() and (padded[20:] == (90, 30, 150)).all()
+    shifted = np.asarray(cells.square_crop(image, (60, 0, 100, 20), margin=0.0, size=40))
+    assert (shifted[:20] == (90, 30, 150)).all() and (shifted[20:] == 200).all()
+
+
 def test_data_stages_through_dvc(project):
     result = run(["dvc", "repro", "fetch", "clean", "explore"], project)
     assert "Running stage 'explore'" in result.stdout

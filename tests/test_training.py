@@ -1,6 +1,7 @@
 import re
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -52,10 +53,10 @@ def tiny_data(n, size=48, seed=0):
     return images, torch.arange(n) % 4
 
 
-def train_once(tmp_path, tag):
+def train_once(tmp_path, tag, **changes):
     seed_everything(0)
     model = build_model("resnet", "resnet18", image_size=48)
-    cfg = config(epochs=2, batch_size=8, ema=0.9)
+    cfg = config(epochs=2, batch_size=8, ema=0.9, **changes)
     with Live(dir=str(tmp_path / tag), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         state, summary = train_model(model, tiny_data(16), tiny_data(8, seed=1), cfg, live,
                                      torch.device("cpu"), [0.5] * 3, [0.25] * 3)
@@ -69,6 +70,21 @@ def test_same_seed_gives_bit_identical_weights(tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert summary["selected_val_accuracy"] == again["selected_val_accuracy"]
     assert (tmp_path / "a/plots/metrics/val/accuracy.tsv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_mixup_blends_each_image_with_a_partner_of_the_batch():
+    batch = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2)
+    mixed, partner, weight = training.mixup(batch, 0.2, torch.Generator().manual_seed(0), np.random.default_rng(0))
+    assert 0 < weight < 1 and sorted(partner.tolist()) == [0, 1, 2, 3]
+    assert torch.allclose(mixed, weight * batch + (1 - weight) * batch[partner])
+
+
+def test_mixup_training_repeats_exactly_and_differs_from_plain(tmp_path):
+    first, _ = train_once(tmp_path, "a", mixup=0.2)
+    second, _ = train_once(tmp_path, "b", mixup=0.2)
+    plain, _ = train_once(tmp_path, "c")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], plain[k]) for k in first)
 
 
 def test_efficientnet_uses_native_silu_with_the_same_outputs():
@@ -212,6 +228,7 @@ def test_too_small_image_for_alexnet():
     ({"models": {"resnet": {"arch": "resnet101"}}}, "unknown arch 'resnet101'"),
     ({"models": {"resnet": {"epochs": 0}}}, "epochs (or train.epochs) must be a positive int"),
     ({"models": {"resnet": {"lr": 0}}}, "lr (or train.lr) must be > 0"),
+    ({"models": {"resnet": {"mixup": -0.2}}}, "mixup must be >= 0 (0 turns it off)"),
     ({"models": {"resnet": {"batch_size": 0}}}, "batch_size (or train.batch_size) must be a positive int"),
     ({"models": {"resnet": {"image_size": 96}}}, "larger than the prepared crops (64 px)"),
     ({"models": {"resnet": {"weights": "weights/resnet/missing.pt"}}}, "missing.pt does not exist"),

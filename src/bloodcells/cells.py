@@ -30,11 +30,46 @@ def locate_wbc(pixels, voc_path, fallback_box_size):
     return (width // 2 - half, height // 2 - half, width // 2 + half, height // 2 + half), "centre"
 
 
-def square_crop(image, box, margin, size):
-    """A square around `box` enlarged by `margin` on each side, kept inside the image, resized."""
+EDGE_CELLS = ("shift", "pad")
+
+
+def complete_cut_box(box, width, height, touch=2):
+    """A box cut short by the photograph's edge, extended past that edge to a square (white cells are round)."""
+    xmin, ymin, xmax, ymax = box
+    box_width, box_height = xmax - xmin, ymax - ymin
+    if box_height < box_width:
+        if ymin <= touch:
+            ymin = ymax - box_width
+        elif ymax >= height - touch:
+            ymax = ymin + box_width
+    elif box_width < box_height:
+        if xmin <= touch:
+            xmin = xmax - box_height
+        elif xmax >= width - touch:
+            xmax = xmin + box_height
+    return xmin, ymin, xmax, ymax
+
+
+def square_crop(image, box, margin, size, edge_cells="shift"):
+    """A square around `box` enlarged by `margin` on each side, resized to `size`.
+
+    edge_cells 'shift': the square is moved inside the image, so a cell cut by the edge sits off-centre;
+    'pad': a cut box is first completed past the edge, the square stays centred on it, and what lies
+    outside the photograph is filled with its median colour.
+    """
     width, height = image.size
+    if edge_cells == "pad":
+        box = complete_cut_box(box, width, height)
     xmin, ymin, xmax, ymax = box
     side = max(xmax - xmin, ymax - ymin) * (1 + 2 * margin)
+    if edge_cells == "pad":
+        side = int(round(side))
+        left = int(round((xmin + xmax) / 2 - side / 2))
+        top = int(round((ymin + ymax) / 2 - side / 2))
+        fill = tuple(int(v) for v in np.median(np.asarray(image).reshape(-1, 3), axis=0))
+        crop = Image.new("RGB", (side, side), fill)
+        crop.paste(image, (-left, -top))
+        return crop.resize((size, size), Image.Resampling.BICUBIC)
     side = int(round(min(side, width, height)))
     left = int(round((xmin + xmax) / 2 - side / 2))
     top = int(round((ymin + ymax) / 2 - side / 2))

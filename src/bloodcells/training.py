@@ -68,6 +68,8 @@ def check_config(name, cfg):
     require(0 <= cfg.get("label_smoothing", 0) < 1, f"models.{name}.label_smoothing must be in [0, 1)")
     require(0 <= cfg.get("ema", 0) < 1, f"models.{name}.ema must be in [0, 1) (0 turns it off)")
     require(cfg.get("select") in ("best", "last"), f"models.{name}.select must be best or last")
+    require(isinstance(cfg.get("mixup", 0), (int, float)) and cfg.get("mixup", 0) >= 0,
+            f"models.{name}.mixup must be >= 0 (0 turns it off), got {cfg.get('mixup')!r}")
 
 
 def make_optimizer(cfg, parameters):
@@ -87,6 +89,13 @@ def warmup_cosine(optimizer, total_steps, warmup_steps):
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def mixup(batch, alpha, generator, rng):
+    """Blend each image with a random partner of the batch: (mixed batch, partner order, weight of the own image)."""
+    partner = torch.randperm(len(batch), generator=generator)
+    weight = float(rng.beta(alpha, alpha))
+    return weight * batch + (1 - weight) * batch[partner], partner, weight
 
 
 @torch.no_grad()
@@ -111,6 +120,7 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
     train_images, train_labels = train_data
     val_images, val_labels = val_data
     generator = torch.Generator().manual_seed(cfg["seed"])
+    mixup_rng = np.random.default_rng(cfg["seed"])
     dtype = autocast_dtype(cfg["precision"], device)
     model.to(device, memory_format=CHANNELS_LAST)
     optimizer = make_optimizer(cfg, model.parameters())
@@ -137,10 +147,14 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
             batch = augment(train_images[index].float() / 255, generator, cfg["colour_jitter"], cfg["max_shift"])
             batch = normalise(batch * 255, mean, std).to(device, memory_format=CHANNELS_LAST)
             target = train_labels[index].to(device)
+            if cfg.get("mixup", 0) > 0:
+                batch, partner, weight = mixup(batch, cfg["mixup"], generator, mixup_rng)
             data_seconds += time.perf_counter() - fetched
             with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 logits = model(batch)
                 loss = criterion(logits.float(), target)
+                if cfg.get("mixup", 0) > 0:
+                    loss = weight * loss + (1 - weight) * criterion(logits.float(), target[partner])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
