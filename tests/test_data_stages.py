@@ -4,12 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from bloodcells import cells, sources, synthetic
 from bloodcells.classes import CLASSES
 from bloodcells.voc import read_boxes, write_voc
-from conftest import SHARED_BCCD, run, set_params, stage
+from bloodcells.errors import UserError
+from conftest import ROOT, SHARED_BCCD, run, set_params, stage
 
 
 def test_synthetic_is_deterministic_and_in_kaggle_layout(tmp_path):
@@ -94,6 +96,13 @@ def test_padded_crop_keeps_a_cut_cell_centred_and_fills_outside_with_the_median(
     assert (padded[:20] == 200).all() and (padded[20:] == (90, 30, 150)).all()
     shifted = np.asarray(cells.square_crop(image, (60, 0, 100, 20), margin=0.0, size=40))
     assert (shifted[:20] == (90, 30, 150)).all() and (shifted[20:] == 200).all()
+
+
+def test_unknown_edge_cells_choice_is_rejected():
+    import clean
+    params = {**yaml.safe_load((ROOT / "params.yaml").read_text())["clean"], "edge_cells": "wrap"}
+    with pytest.raises(UserError, match="clean.edge_cells must be one of shift, pad, got 'wrap'"):
+        clean.check_params(params)
 
 
 def test_data_stages_through_dvc(project):
