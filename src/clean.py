@@ -32,8 +32,8 @@ def check_params(p):
     require(isinstance(p["image_size"], int) and 32 <= p["image_size"] <= 1024,
             f"clean.image_size must be an integer in [32, 1024], got {p['image_size']!r}")
     require(p["margin"] >= 0, f"clean.margin must be >= 0, got {p['margin']}")
-    require(p.get("edge_cells", "shift") in cells.EDGE_CELLS,
-            f"clean.edge_cells must be one of {', '.join(cells.EDGE_CELLS)}, got {p.get('edge_cells')!r}")
+    require(p["edge_cells"] in cells.EDGE_CELLS,
+            f"clean.edge_cells must be one of {', '.join(cells.EDGE_CELLS)}, got {p['edge_cells']!r}")
 
 
 def prepare_images(frame, params, out_dir):
@@ -54,7 +54,7 @@ def prepare_images(frame, params, out_dir):
                                     params["fallback_box_size"])
         if params["crop"] == "wbc":
             prepared = cells.square_crop(image, box, params["margin"], params["image_size"],
-                                         params.get("edge_cells", "shift"))
+                                         params["edge_cells"])
         else:
             prepared = image.resize((params["image_size"],) * 2, Image.Resampling.BICUBIC)
         prepared.save(out_dir / "images" / f"{name}.png")

@@ -52,8 +52,8 @@ def summarise(runs, models):
     """Per model: each split seed's scores (the mean over training seeds), their mean and sample standard
     deviation over split seeds, and every single run. `runs` maps (split seed, training seed) to scores."""
     summary = {}
+    splits = sorted({split for split, _ in runs})
     for name in models:
-        splits = sorted({split for split, _ in runs})
         per_seed = {split: {score: statistics.fmean(scores[name][score] for (s, _), scores in runs.items()
                                                     if s == split) for score in SCORES}
                     for split in splits}

@@ -62,18 +62,18 @@ def square_crop(image, box, margin, size, edge_cells="shift"):
         box = complete_cut_box(box, width, height)
     xmin, ymin, xmax, ymax = box
     side = max(xmax - xmin, ymax - ymin) * (1 + 2 * margin)
-    if edge_cells == "pad":
-        side = int(round(side))
-        left = int(round((xmin + xmax) / 2 - side / 2))
-        top = int(round((ymin + ymax) / 2 - side / 2))
+    if edge_cells == "shift":
+        side = min(side, width, height)
+    side = int(round(side))
+    left = int(round((xmin + xmax) / 2 - side / 2))
+    top = int(round((ymin + ymax) / 2 - side / 2))
+    if edge_cells == "shift":
+        left = min(max(left, 0), width - side)
+        top = min(max(top, 0), height - side)
+    if 0 <= left and 0 <= top and left + side <= width and top + side <= height:
+        crop = image.crop((left, top, left + side, top + side))
+    else:
         fill = tuple(int(v) for v in np.median(np.asarray(image).reshape(-1, 3), axis=0))
         crop = Image.new("RGB", (side, side), fill)
         crop.paste(image, (-left, -top))
-        return crop.resize((size, size), Image.Resampling.BICUBIC)
-    side = int(round(min(side, width, height)))
-    left = int(round((xmin + xmax) / 2 - side / 2))
-    top = int(round((ymin + ymax) / 2 - side / 2))
-    left = min(max(left, 0), width - side)
-    top = min(max(top, 0), height - side)
-    crop = image.crop((left, top, left + side, top + side))
     return crop.resize((size, size), Image.Resampling.BICUBIC)

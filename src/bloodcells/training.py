@@ -120,7 +120,7 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
     train_images, train_labels = train_data
     val_images, val_labels = val_data
     generator = torch.Generator().manual_seed(cfg["seed"])
-    mixup_rng = np.random.default_rng(cfg["seed"])
+    use_mixup, mixup_rng = cfg.get("mixup", 0) > 0, np.random.default_rng(cfg["seed"])
     dtype = autocast_dtype(cfg["precision"], device)
     model.to(device, memory_format=CHANNELS_LAST)
     optimizer = make_optimizer(cfg, model.parameters())
@@ -147,13 +147,13 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
             batch = augment(train_images[index].float() / 255, generator, cfg["colour_jitter"], cfg["max_shift"])
             batch = normalise(batch * 255, mean, std).to(device, memory_format=CHANNELS_LAST)
             target = train_labels[index].to(device)
-            if cfg.get("mixup", 0) > 0:
+            if use_mixup:
                 batch, partner, weight = mixup(batch, cfg["mixup"], generator, mixup_rng)
             data_seconds += time.perf_counter() - fetched
             with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 logits = model(batch)
                 loss = criterion(logits.float(), target)
-                if cfg.get("mixup", 0) > 0:
+                if use_mixup:
                     loss = weight * loss + (1 - weight) * criterion(logits.float(), target[partner])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
