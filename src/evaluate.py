@@ -21,7 +21,7 @@ from bloodcells.atomic import atomic_file, save_figure, write_json
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.metrics import classification_metrics
-from bloodcells.models import build_model
+from bloodcells.models import alexnet_options, build_model
 from bloodcells.params import load_params
 from bloodcells.training import predict_probabilities, seed_everything
 
@@ -36,8 +36,7 @@ def load_checkpoint(name):
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if list(checkpoint.get("classes", [])) != list(CLASSES):
         raise UserError(f"{path} was trained with classes {checkpoint.get('classes')}, not {list(CLASSES)}; retrain it")
-    model = build_model(name, checkpoint["arch"], checkpoint["image_size"], feature_pool=checkpoint.get("feature_pool"),
-                        stem_stride=checkpoint.get("stem_stride"))
+    model = build_model(name, checkpoint["arch"], checkpoint["image_size"], **alexnet_options(checkpoint))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint
 

@@ -13,7 +13,7 @@ from bloodcells import data
 from bloodcells.atomic import atomic_file
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
-from bloodcells.models import ARCHS, build_model, check_arch
+from bloodcells.models import ARCHS, alexnet_options, build_model, check_arch
 from bloodcells.params import load_params
 from bloodcells.training import check_config, resolve_device, seed_everything, train_model
 
@@ -41,8 +41,7 @@ def save_checkpoint(path, model, cfg, mean, std, summary):
         "arch": cfg["arch"],
         "classes": list(CLASSES),
         "image_size": cfg["image_size"],
-        "feature_pool": cfg.get("feature_pool"),
-        "stem_stride": cfg.get("stem_stride"),
+        **alexnet_options(cfg),
         "mean": mean,
         "std": std,
         "summary": summary,
@@ -60,7 +59,7 @@ def main():
     device = resolve_device(cfg["device"])
     seed_everything(cfg["seed"])
     model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
-                        feature_pool=cfg.get("feature_pool"), stem_stride=cfg.get("stem_stride"))
+                        **alexnet_options(cfg))
     train_images, train_labels, _ = data.load_split("train")
     val_images, val_labels, _ = data.load_split("val", require_all_classes=False)
     if cfg["image_size"] > train_images.shape[-1]:

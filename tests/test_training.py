@@ -7,7 +7,7 @@ import torch
 import yaml
 from dvclive import Live
 
-from bloodcells.data import augment, dihedral
+from bloodcells.data import affine, augment, dihedral
 from bloodcells.errors import UserError
 from bloodcells.models import ARCHS, build_model
 from bloodcells import training
@@ -135,6 +135,24 @@ def test_augment_is_reproducible_and_keeps_range():
     assert not torch.equal(first, augment(batch, torch.Generator().manual_seed(6), 0.2, 0.1))
 
 
+def test_affine_turns_like_rot90_and_zooms_about_the_centre():
+    batch = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(affine(batch, torch.ones(2), torch.full((2,), 90.0)), dihedral(batch, 1), atol=1e-5)
+    assert torch.allclose(affine(batch, torch.ones(2), torch.zeros(2)), batch, atol=1e-5)
+    zoomed = affine(batch, torch.full((2,), 2.0), torch.zeros(2))
+    upsampled = torch.nn.functional.interpolate(batch, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(zoomed, upsampled[..., 4:12, 4:12], atol=1e-5)
+
+
+def test_augment_with_zoom_and_turn_is_reproducible():
+    batch = torch.rand(6, 3, 16, 16)
+    first = augment(batch, torch.Generator().manual_seed(5), 0.1, 0.05, max_scale=0.2, max_rotation=45)
+    second = augment(batch, torch.Generator().manual_seed(5), 0.1, 0.05, max_scale=0.2, max_rotation=45)
+    plain = augment(batch, torch.Generator().manual_seed(5), 0.1, 0.05)
+    assert torch.equal(first, second) and first.min() >= 0 and first.max() <= 1
+    assert not torch.allclose(first, plain, atol=1e-3)
+
+
 def test_pretrained_offline_is_a_clear_error(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
@@ -213,10 +231,36 @@ def test_alexnet_stem_stride_2_keeps_a_3x3_map_of_an_80px_crop():
 
 
 @pytest.mark.parametrize("name,stride,message", [("alexnet", 3, "must be 4 (torchvision) or 2"),
+                                                 ("alexnet", True, "must be 4 (torchvision) or 2"),
                                                  ("efficientnet", 2, "applies to alexnet only")])
 def test_bad_stem_stride(name, stride, message):
     with pytest.raises(UserError, match=re.escape(message)):
         build_model(name, ARCHS[name][0], 80, stem_stride=stride)
+
+
+@pytest.mark.parametrize("name,value,message", [("alexnet", "yes", "batch_norm must be False (torchvision) or True"),
+                                                ("alexnet", 1, "batch_norm must be False (torchvision) or True"),
+                                                ("resnet", True, "applies to alexnet only")])
+def test_bad_batch_norm(name, value, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        build_model(name, ARCHS[name][0], 80, batch_norm=value)
+
+
+def test_alexnet_batch_norm_follows_each_convolution_and_imagenet_convolutions_still_load(tmp_path):
+    stock = build_model("alexnet", "alexnet", 80, num_classes=1000)
+    path = tmp_path / "alexnet.pth"
+    torch.save(stock.state_dict(), path)
+    model = build_model("alexnet", "alexnet", 80, weights=path, stem_stride=2, feature_pool=1, batch_norm=True)
+    layers = list(model.features.modules())
+    convolutions = [layer for layer in layers if isinstance(layer, torch.nn.Conv2d)]
+    norms = [layer for layer in layers if isinstance(layer, torch.nn.BatchNorm2d)]
+    assert [norm.num_features for norm in norms] == [conv.out_channels for conv in convolutions]
+    for index in (0, 3, 6, 8, 10):
+        assert torch.equal(model.features[index].weight, stock.features[index].weight)
+    images = torch.randn(4, 3, 80, 80)
+    model.train()(images)
+    assert not torch.equal(norms[0].running_mean, torch.zeros(64))
+    assert model.eval()(images).shape == (4, 4)
 
 
 def test_too_small_image_for_alexnet():
@@ -229,6 +273,8 @@ def test_too_small_image_for_alexnet():
     ({"models": {"resnet": {"epochs": 0}}}, "epochs (or train.epochs) must be a positive int"),
     ({"models": {"resnet": {"lr": 0}}}, "lr (or train.lr) must be > 0"),
     ({"models": {"resnet": {"mixup": -0.2}}}, "mixup must be >= 0 (0 turns it off)"),
+    ({"models": {"resnet": {"max_scale": 1.5}}}, "max_scale must be in [0, 1)"),
+    ({"models": {"resnet": {"max_rotation": -10}}}, "max_rotation must be in [0, 180] degrees"),
     ({"models": {"resnet": {"batch_size": 0}}}, "batch_size (or train.batch_size) must be a positive int"),
     ({"models": {"resnet": {"image_size": 96}}}, "larger than the prepared crops (64 px)"),
     ({"models": {"resnet": {"weights": "weights/resnet/missing.pt"}}}, "missing.pt does not exist"),

@@ -68,8 +68,9 @@ def dihedral(batch, view):
     return batch.flip(-1) if view >= 4 else batch
 
 
-def augment(batch, generator, colour_jitter=0.1, max_shift=0.0):
-    """Random dihedral view, mild brightness/contrast/saturation jitter and a small shift, per image.
+def augment(batch, generator, colour_jitter=0.1, max_shift=0.0, max_scale=0.0, max_rotation=0.0):
+    """Random dihedral view, mild brightness/contrast/saturation jitter, a small shift, and with
+    `max_scale` / `max_rotation` (degrees) a random zoom and turn about the centre, per image.
 
     `batch` is float in [0, 1]; every random number comes from `generator`, so runs repeat exactly.
     """
@@ -93,4 +94,24 @@ def augment(batch, generator, colour_jitter=0.1, max_shift=0.0):
         shifts = torch.randint(-limit, limit + 1, (n, 2), generator=generator)
         out = torch.stack([torch.roll(image, (int(dy), int(dx)), dims=(-2, -1))
                            for image, (dy, dx) in zip(out, shifts)])
+    if max_scale > 0 or max_rotation > 0:
+        out = zoom_and_turn(out, generator, max_scale, max_rotation)
     return out.clamp(0, 1)
+
+
+def zoom_and_turn(batch, generator, max_scale, max_rotation):
+    """Zoom each image by 1 +- max_scale and turn it by +- max_rotation degrees."""
+    n = batch.shape[0]
+    scales = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale
+    degrees = (torch.rand(n, generator=generator) * 2 - 1) * max_rotation
+    return affine(batch, scales, degrees)
+
+
+def affine(batch, scales, degrees):
+    """Image i zoomed by scales[i] and turned by degrees[i] about its centre, as torch.rot90 turns (edges mirrored in)."""
+    angle = torch.deg2rad(torch.as_tensor(degrees, dtype=torch.float32))
+    cos, sin = torch.cos(angle) / scales, torch.sin(angle) / scales
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(batch.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -16,9 +16,15 @@ ARCHS = {
 }
 # Smallest input side each family can take (AlexNet's stride-4 stem and three max-pools need 63).
 MIN_IMAGE_SIZE = {"resnet": 32, "efficientnet": 32, "alexnet": 63}
-# AlexNet's options for small crops, as (torchvision's value, the small-crop value): the side of the
-# pool before its classifier, and the stride of its first convolution.
-ALEXNET_OPTIONS = {"feature_pool": (6, 1), "stem_stride": (4, 2)}
+# AlexNet's options for small crops and from-scratch training, as (torchvision's value, our value):
+# the side of the pool before its classifier, the stride of its first convolution, and batch
+# normalisation after each convolution.
+ALEXNET_OPTIONS = {"feature_pool": (6, 1), "stem_stride": (4, 2), "batch_norm": (False, True)}
+
+
+def alexnet_options(config):
+    """The ALEXNET_OPTIONS keys of a model's config or checkpoint (None where it does not set them)."""
+    return {key: config.get(key) for key in ALEXNET_OPTIONS}
 
 
 def check_arch(name, arch):
@@ -42,25 +48,27 @@ def _offline_hint(name):
 
 
 def check_alexnet_option(name, key, value):
-    """feature_pool and stem_stride: AlexNet only, and torchvision's value or the small-crop one."""
+    """An ALEXNET_OPTIONS key: AlexNet only, and torchvision's value or ours."""
     if name != "alexnet" and value is not None:
         raise UserError(f"models.{name}.{key} applies to alexnet only; remove it from models.{name}")
     stock, small = ALEXNET_OPTIONS[key]
-    if name == "alexnet" and value not in (None, stock, small):
-        raise UserError(f"models.alexnet.{key} must be {stock} (torchvision) or {small} (small crops), got {value!r}")
+    valid = value is None or (type(value) is type(stock) and value in (stock, small))  # True is not a stride
+    if name == "alexnet" and not valid:
+        raise UserError(f"models.alexnet.{key} must be {stock} (torchvision) or {small} (ours), got {value!r}")
 
 
 def build_model(name, arch, image_size, pretrained=False, weights=None, num_classes=len(CLASSES), feature_pool=None,
-                stem_stride=None):
+                stem_stride=None, batch_norm=None):
     """A model with `num_classes` outputs; ImageNet weights only when asked for.
 
     AlexNet only: feature_pool 1 pools its last feature map to 1x1 instead of 6x6 (see
     pool_alexnet_to_1x1); stem_stride 2 halves its first convolution's stride, so an 80 px crop ends
-    in a 3x3 feature map instead of 1x1 (the weights keep their shapes).
+    in a 3x3 feature map instead of 1x1 (the weights keep their shapes); batch_norm adds a
+    BatchNorm2d after each convolution (see add_alexnet_batch_norm).
     """
     check_arch(name, arch)
-    check_alexnet_option(name, "feature_pool", feature_pool)
-    check_alexnet_option(name, "stem_stride", stem_stride)
+    for key, value in (("feature_pool", feature_pool), ("stem_stride", stem_stride), ("batch_norm", batch_norm)):
+        check_alexnet_option(name, key, value)
     if image_size < MIN_IMAGE_SIZE[name]:
         raise UserError(f"models.{name}.image_size {image_size} is too small for {arch}; "
                         f"use at least {MIN_IMAGE_SIZE[name]}")
@@ -89,6 +97,8 @@ def build_model(name, arch, image_size, pretrained=False, weights=None, num_clas
         model.features[0].stride = (stem_stride, stem_stride)
     if name == "alexnet" and feature_pool == 1:
         pool_alexnet_to_1x1(model)
+    if name == "alexnet" and batch_norm:
+        add_alexnet_batch_norm(model)
     if weights:
         load_weights(model, weights, name)
     return model
@@ -117,6 +127,17 @@ def pool_alexnet_to_1x1(model):
     model.classifier[1] = folded
 
 
+def add_alexnet_batch_norm(model):
+    """Put a BatchNorm2d between each of AlexNet's convolutions and its ReLU.
+
+    Each ReLU becomes Sequential(BatchNorm2d, ReLU), so the convolutions keep their state-dict keys
+    and ImageNet or local weights still load into them; the batch norms start fresh.
+    """
+    for index, layer in enumerate(model.features):
+        if isinstance(layer, nn.Conv2d):
+            model.features[index + 1] = nn.Sequential(nn.BatchNorm2d(layer.out_channels), model.features[index + 1])
+
+
 def use_native_silu(model):
     """Swap efficientnet-pytorch's memory-efficient swish for nn.SiLU: the same function, 15 % faster on the CPU.
 
@@ -143,7 +164,8 @@ def load_weights(model, path, name):
     if key in state and key in own and state[key].shape[1] == 36 * own[key].shape[1]:
         state = {**state, key: fold_alexnet_classifier(state[key], own[key].shape[1])}
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k not in usable]
+    fresh = {k for k, module in model.named_modules() if isinstance(module, nn.BatchNorm2d) and k + ".weight" not in state}
+    missing = [k for k in own if k not in usable and k.rsplit(".", 1)[0] not in fresh]  # added batch norms start new
     if len(missing) > 4:  # more than a classification head (weight and bias, twice for safety)
         raise UserError(f"models.{name}.weights: {path} does not fit this arch ({len(missing)} tensors missing "
                         f"or of another shape, e.g. {missing[0]}); check models.{name}.arch")

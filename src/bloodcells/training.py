@@ -70,6 +70,10 @@ def check_config(name, cfg):
     require(cfg.get("select") in ("best", "last"), f"models.{name}.select must be best or last")
     require(isinstance(cfg.get("mixup", 0), (int, float)) and cfg.get("mixup", 0) >= 0,
             f"models.{name}.mixup must be >= 0 (0 turns it off), got {cfg.get('mixup')!r}")
+    require(isinstance(cfg.get("max_scale", 0), (int, float)) and 0 <= cfg.get("max_scale", 0) < 1,
+            f"models.{name}.max_scale must be in [0, 1) (0 turns it off), got {cfg.get('max_scale')!r}")
+    require(isinstance(cfg.get("max_rotation", 0), (int, float)) and 0 <= cfg.get("max_rotation", 0) <= 180,
+            f"models.{name}.max_rotation must be in [0, 180] degrees (0 turns it off), got {cfg.get('max_rotation')!r}")
 
 
 def make_optimizer(cfg, parameters):
@@ -144,7 +148,8 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
         for start in range(0, len(order), cfg["batch_size"]):
             fetched = time.perf_counter()
             index = order[start:start + cfg["batch_size"]]
-            batch = augment(train_images[index].float() / 255, generator, cfg["colour_jitter"], cfg["max_shift"])
+            batch = augment(train_images[index].float() / 255, generator, cfg["colour_jitter"], cfg["max_shift"],
+                            cfg.get("max_scale", 0), cfg.get("max_rotation", 0))
             batch = normalise(batch * 255, mean, std).to(device, memory_format=CHANNELS_LAST)
             target = train_labels[index].to(device)
             if use_mixup:
