@@ -164,8 +164,9 @@ def load_weights(model, path, name):
     if key in state and key in own and state[key].shape[1] == 36 * own[key].shape[1]:
         state = {**state, key: fold_alexnet_classifier(state[key], own[key].shape[1])}
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    fresh = {k for k, module in model.named_modules() if isinstance(module, nn.BatchNorm2d) and k + ".weight" not in state}
-    missing = [k for k in own if k not in usable and k.rsplit(".", 1)[0] not in fresh]  # added batch norms start new
+    added_norms = {k for k, module in model.named_modules()  # AlexNet's batch_norm: not in a stock state dict
+                   if name == "alexnet" and isinstance(module, nn.BatchNorm2d) and k + ".weight" not in state}
+    missing = [k for k in own if k not in usable and k.rsplit(".", 1)[0] not in added_norms]
     if len(missing) > 4:  # more than a classification head (weight and bias, twice for safety)
         raise UserError(f"models.{name}.weights: {path} does not fit this arch ({len(missing)} tensors missing "
                         f"or of another shape, e.g. {missing[0]}); check models.{name}.arch")
