@@ -14,7 +14,7 @@ from bloodcells.atomic import atomic_file
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.models import ARCHS, alexnet_options, build_model, check_arch
-from bloodcells.params import load_params
+from bloodcells.params import Params, load_params
 from bloodcells.training import check_config, resolve_device, seed_everything, train_model
 
 MODEL_DIR = Path("models")
@@ -24,7 +24,7 @@ WEIGHTS_DIR = Path("weights")
 def model_config(params, name):
     if name not in params.get("models", {}):
         raise UserError(f"unknown model {name!r}; params.yaml models: has {', '.join(params.get('models', {}))}")
-    cfg = {**params["train"], **params["models"][name], "name": name}
+    cfg = Params({**params["train"], **params["models"][name], "name": name}, f"models.{name}.", fallback="train.")
     check_arch(name, cfg.get("arch"))
     check_config(name, cfg)
     weights_dir = (WEIGHTS_DIR / name).resolve()

@@ -268,6 +268,23 @@ def test_too_small_image_for_alexnet():
         build_model("alexnet", "alexnet", 32)
 
 
+@pytest.mark.parametrize("script,section,key,message", [
+    ("clean", "clean", "edge_cells", "params.yaml has no clean.edge_cells; add it"),
+    ("train", "train", "seed", "params.yaml has no models.resnet.seed (or train.seed); add it"),
+])
+def test_a_missing_parameter_is_named_in_one_line(project, script, section, key, message):
+    stage(project, "fetch")
+    if script == "train":
+        stage(project, "clean")
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    del params[section][key]
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    result = stage(project, script, *(["resnet"] if script == "train" else []), check=False)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("changes,message", [
     ({"models": {"resnet": {"arch": "resnet101"}}}, "unknown arch 'resnet101'"),
     ({"models": {"resnet": {"epochs": 0}}}, "epochs (or train.epochs) must be a positive int"),
