@@ -124,7 +124,7 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
     train_images, train_labels = train_data
     val_images, val_labels = val_data
     generator = torch.Generator().manual_seed(cfg["seed"])
-    use_mixup, mixup_rng = cfg.get("mixup", 0) > 0, np.random.default_rng(cfg["seed"])
+    use_mixup, mixup_rng = cfg["mixup"] > 0, np.random.default_rng(cfg["seed"])
     dtype = autocast_dtype(cfg["precision"], device)
     model.to(device, memory_format=CHANNELS_LAST)
     optimizer = make_optimizer(cfg, model.parameters())
@@ -149,7 +149,7 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
             fetched = time.perf_counter()
             index = order[start:start + cfg["batch_size"]]
             batch = augment(train_images[index].float() / 255, generator, cfg["colour_jitter"], cfg["max_shift"],
-                            cfg.get("max_scale", 0), cfg.get("max_rotation", 0))
+                            cfg["max_scale"], cfg["max_rotation"])
             batch = normalise(batch * 255, mean, std).to(device, memory_format=CHANNELS_LAST)
             target = train_labels[index].to(device)
             if use_mixup:
