@@ -32,6 +32,8 @@ def check_params(p):
     require(isinstance(p["image_size"], int) and 32 <= p["image_size"] <= 1024,
             f"clean.image_size must be an integer in [32, 1024], got {p['image_size']!r}")
     require(p["margin"] >= 0, f"clean.margin must be >= 0, got {p['margin']}")
+    require(p["crop_side"] is None or (type(p["crop_side"]) is int and p["crop_side"] >= 16),
+            f"clean.crop_side must be null (box size plus margin) or a side in pixels >= 16, got {p['crop_side']!r}")
     require(p["edge_cells"] in cells.EDGE_CELLS,
             f"clean.edge_cells must be one of {', '.join(cells.EDGE_CELLS)}, got {p['edge_cells']!r}")
 
@@ -54,7 +56,7 @@ def prepare_images(frame, params, out_dir):
                                     params["fallback_box_size"])
         if params["crop"] == "wbc":
             prepared = cells.square_crop(image, box, params["margin"], params["image_size"],
-                                         params["edge_cells"])
+                                         params["edge_cells"], params["crop_side"])
         else:
             prepared = image.resize((params["image_size"],) * 2, Image.Resampling.BICUBIC)
         prepared.save(out_dir / "images" / f"{name}.png")

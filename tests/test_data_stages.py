@@ -98,6 +98,23 @@ def test_padded_crop_keeps_a_cut_cell_centred_and_fills_outside_with_the_median(
     assert (shifted[:20] == (90, 30, 150)).all() and (shifted[20:] == 200).all()
 
 
+def test_fixed_crop_side_shows_the_same_area_whatever_the_box_size():
+    image = Image.fromarray(np.arange(120 * 160 * 3, dtype=np.uint32).reshape(120, 160, 3).astype(np.uint8))
+    for box in ((75, 55, 85, 65), (60, 40, 100, 80)):  # a small and a large cell, both centred on (80, 60)
+        crop = cells.square_crop(image, box, margin=0.5, size=30, edge_cells="pad", side=30)
+        assert np.array_equal(np.asarray(crop), np.asarray(image)[45:75, 65:95])
+    by_box = cells.square_crop(image, (75, 55, 85, 65), margin=0.5, size=30)
+    assert not np.array_equal(np.asarray(by_box), np.asarray(image)[45:75, 65:95])
+
+
+@pytest.mark.parametrize("side", [0, 8, 120.5, "big", True])
+def test_bad_crop_side_is_rejected(side):
+    import clean
+    params = {**yaml.safe_load((ROOT / "params.yaml").read_text())["clean"], "crop_side": side}
+    with pytest.raises(UserError, match=f"clean.crop_side must be null .* got {side!r}"):
+        clean.check_params(params)
+
+
 def test_unknown_edge_cells_choice_is_rejected():
     import clean
     params = {**yaml.safe_load((ROOT / "params.yaml").read_text())["clean"], "edge_cells": "wrap"}

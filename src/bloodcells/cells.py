@@ -50,8 +50,11 @@ def complete_cut_box(box, width, height, touch=2):
     return xmin, ymin, xmax, ymax
 
 
-def square_crop(image, box, margin, size, edge_cells="shift"):
+def square_crop(image, box, margin, size, edge_cells="shift", side=None):
     """A square around `box` enlarged by `margin` on each side, resized to `size`.
+
+    side: a fixed side in the photograph's pixels instead (margin unused), so every crop shows the
+    same area of the slide and a cell's size survives the resize.
 
     edge_cells 'shift': the square is moved inside the image, so a cell cut by the edge sits off-centre;
     'pad': a cut box is first completed past the edge, the square stays centred on it, and what lies
@@ -61,7 +64,8 @@ def square_crop(image, box, margin, size, edge_cells="shift"):
     if edge_cells == "pad":
         box = complete_cut_box(box, width, height)
     xmin, ymin, xmax, ymax = box
-    side = max(xmax - xmin, ymax - ymin) * (1 + 2 * margin)
+    if side is None:
+        side = max(xmax - xmin, ymax - ymin) * (1 + 2 * margin)
     if edge_cells == "shift":
         side = min(side, width, height)
     side = int(round(side))
