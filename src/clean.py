@@ -92,6 +92,7 @@ def plot_distribution(raw_counts, clean_counts):
 def main():
     params = load_params()
     p, seed = params["clean"], params["data"]["seed"]
+    folds = params["data"]["folds"]
     check_params(p)
     labels_path = RAW_DIR / "labels.csv"
     labels = cleaning.read_labels(labels_path)
@@ -101,11 +102,12 @@ def main():
     with atomic_dir(CLEAN_DIR) as out:
         (out / "images").mkdir()
         kept, dropped["corrupt_image"] = prepare_images(kept, p, out)
-        train, val, test = cleaning.split_stratified(kept, p["test_size"], p["val_size"], seed)
+        train, val, test = cleaning.split(kept, params["data"], p["test_size"], p["val_size"])
         train_resampled = cleaning.resample_train(train, p["neutrophil_drop_fraction"], p["oversample"], seed)
         for name, part in (("train", train_resampled), ("val", val), ("test", test)):
             part.to_csv(out / f"{name}.csv", index=False)
         summary = {
+            "split": {"folds": folds, "fold": params["data"]["fold"] if folds else None, "seed": seed},
             "raw": raw_counts,
             "clean": class_counts(kept),
             "train": class_counts(train),
@@ -118,7 +120,8 @@ def main():
         write_json(METRICS_FILE, summary)
         plot_distribution(raw_counts, summary["clean"])
     counts = ", ".join(f"{k} {v}" for k, v in summary["clean"].items())
-    print(f"cleaned: {counts}; split train {len(train)} (resampled {len(train_resampled)}), "
+    how = f"fold {params['data']['fold']} of {folds}" if folds else "random split"
+    print(f"cleaned: {counts}; {how} (seed {seed}): train {len(train)} (resampled {len(train_resampled)}), "
           f"val {len(val)}, test {len(test)}")
 
 

@@ -1,119 +1,225 @@
-"""Run the pipeline over several split seeds as DVC experiments; report each model's mean and spread.
+"""Cross-validate the pipeline as DVC experiments; report pooled scores with intervals and paired tests.
 
-Usage: python src/sweep.py --seeds 0 1 2 3 4 [--train-seeds 0 1]
-Each seed is one `dvc exp run -S data.seed=N --name split-N` (visible afterwards in
-`dvc exp show`); with --train-seeds, each split is trained once per training seed T
-(`-S train.seed=T --name split-N-train-T`) and a split's scores are the mean over them, so the
-table describes the recipe rather than one initialisation. The test metrics of every run are
-collected into metrics/sweep.json and metrics/sweep.md. params.yaml and the workspace outputs are
-put back as they were at the end.
+Usage: python src/sweep.py [--folds 5] [--repeats 1 | --seeds 0 1 ...] [--train-seeds 0 1] [-S key=value ...]
+       python src/sweep.py --report-only
+
+With --folds K (K >= 2, default 5) every test fold k of a stratified K-fold partition is one
+`dvc exp run -S data.folds=K -S data.fold=k -S data.seed=S --name cv5-s0-f0`, so every cleaned image
+is tested exactly once per repeat; --repeats R reshuffles the folds with data seeds 0 .. R-1 (or give
+them with --seeds). With --train-seeds each fold is trained once per training seed. --folds 0 runs
+the old random split (clean.test_size) once per --seeds seed, named split-S.
+
+The test predictions of every run are kept in metrics/sweep_predictions.csv; from them
+metrics/sweep.json and metrics/sweep.md report, per model, accuracy, macro sensitivity and specificity
+pooled over all test predictions with 95 % bootstrap intervals (resampling images), the per-fold
+spread, AUC, kappa and calibration, and for every pair of models the accuracy difference with McNemar's
+exact test. --report-only recomputes the report from the kept predictions. params.yaml and the
+workspace outputs are put back as they were at the end.
 """
 import argparse
 import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
-from bloodcells.atomic import write_json, write_text
+from bloodcells.atomic import atomic_file, write_json, write_text
+from bloodcells.classes import CLASS_INDEX, CLASSES
 from bloodcells.errors import UserError, stage_main
+from bloodcells.metrics import classification_metrics
+from bloodcells.stats import bootstrap_intervals, describe_pair, paired_comparisons
 
 SCORES = ("accuracy", "macro_sensitivity", "macro_specificity")
+EXTRA_SCORES = ("balanced_accuracy", "cohen_kappa", "macro_roc_auc", "expected_calibration_error")
+PREDICTIONS = Path("metrics/sweep_predictions.csv")
+REPORT_JSON, REPORT_MD = Path("metrics/sweep.json"), Path("metrics/sweep.md")
+PROBABILITY_COLUMNS = [f"p_{label}" for label in CLASSES]
 
 
-def experiment_args(seed, train_seed, extra_sets):
-    """The `dvc exp run` command line of one split seed (and training seed, unless None)."""
-    args = ["dvc", "exp", "run", "-S", f"data.seed={seed}"]
-    name = f"split-{seed}"
+def planned_runs(folds, seeds, train_seeds):
+    """(data seed, fold or None, training seed or None) of every experiment, in run order."""
+    return [(seed, fold, train_seed) for seed in seeds for fold in (range(folds) if folds else [None])
+            for train_seed in train_seeds or [None]]
+
+
+def experiment_name(folds, seed, fold, train_seed):
+    name = f"cv{folds}-s{seed}-f{fold}" if folds else f"split-{seed}"
+    return name + (f"-train-{train_seed}" if train_seed is not None else "")
+
+
+def experiment_args(folds, seed, fold, train_seed, extra_sets):
+    """The `dvc exp run` command line of one run."""
+    args = ["dvc", "exp", "run", "-S", f"data.seed={seed}", "-S", f"data.folds={folds}"]
+    if fold is not None:
+        args += ["-S", f"data.fold={fold}"]
     if train_seed is not None:
         args += ["-S", f"train.seed={train_seed}"]
-        name += f"-train-{train_seed}"
     for assignment in extra_sets:
         args += ["-S", assignment]
-    return args + ["--name", name]
+    return args + ["--name", experiment_name(folds, seed, fold, train_seed)]
 
 
-def run_experiment(seed, train_seed, extra_sets):
-    args = experiment_args(seed, train_seed, extra_sets)
+def run_experiment(args):
     subprocess.run(["dvc", "exp", "remove", args[-1]], capture_output=True)  # a re-run replaces its namesake
     print(f"== {args[-1]}: {' '.join(args)}", flush=True)
     if subprocess.run(args).returncode != 0:
         raise UserError(f"the experiment {args[-1]} failed (see above); fix it and re-run the sweep")
 
 
-def collect(models):
-    return {name: {score: json.loads(Path(f"metrics/evaluate/{name}.json").read_text())[score] for score in SCORES}
-            for name in models}
-
-
-def summarise(runs, models):
-    """Per model: each split seed's scores (the mean over training seeds), their mean and sample standard
-    deviation over split seeds, and every single run. `runs` maps (split seed, training seed) to scores."""
-    summary = {}
-    splits = sorted({split for split, _ in runs})
+def collect_predictions(models, seed, fold, train_seed):
+    """The workspace's test predictions of every model (evaluate's plots/evaluate/<model>.csv), labelled by run."""
+    frames = []
     for name in models:
-        per_seed = {split: {score: statistics.fmean(scores[name][score] for (s, _), scores in runs.items()
-                                                    if s == split) for score in SCORES}
-                    for split in splits}
-        stats = {}
-        for score in SCORES:
-            values = [scores[score] for scores in per_seed.values()]
-            stats[score] = {"mean": statistics.fmean(values),
-                            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-        per_run = [{"split_seed": split, "train_seed": train_seed, **scores[name]}
-                   for (split, train_seed), scores in runs.items()]
-        summary[name] = {"per_seed": per_seed, **stats, "per_run": per_run}
-    return summary
+        frame = pd.read_csv(f"plots/evaluate/{name}.csv")
+        frame.insert(0, "model", name)
+        frame.insert(0, "train_seed", -1 if train_seed is None else train_seed)
+        frame.insert(0, "fold", -1 if fold is None else fold)
+        frame.insert(0, "data_seed", seed)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
-def markdown(summary, train_seeds=None):
-    seeds = list(next(iter(summary.values()))["per_seed"])
-    lines = []
-    if train_seeds:
-        lines += [f"Each split seed's cell is the mean over training seeds {', '.join(map(str, train_seeds))}.", ""]
-    lines += ["| model | " + " | ".join(f"seed {s} acc / sens" for s in seeds) + " | mean accuracy | mean sensitivity "
-             "| mean specificity |", "|---" * (len(seeds) + 4) + "|"]
-    for name, row in summary.items():
-        cells = [f"{row['per_seed'][s]['accuracy']:.3f} / {row['per_seed'][s]['macro_sensitivity']:.3f}" for s in seeds]
-        means = [f"{row[score]['mean']:.3f} ± {row[score]['std']:.3f}" for score in SCORES]
-        lines.append(f"| {name} | " + " | ".join(cells + means) + " |")
+def arrays(frame):
+    actual = frame["actual"].map(CLASS_INDEX).to_numpy()
+    predicted = frame["predicted"].map(CLASS_INDEX).to_numpy()
+    return actual, predicted, frame[PROBABILITY_COLUMNS].to_numpy()
+
+
+def model_report(frame):
+    """Scores pooled over every test prediction of one model, with bootstrap intervals over images, and the spread
+    of the per-run (per-fold) accuracies."""
+    actual, predicted, probabilities = arrays(frame)
+    pooled = classification_metrics(actual, predicted, probabilities)
+    intervals = bootstrap_intervals(frame["image"], actual, predicted)
+    per_fold = [float((g["actual"] == g["predicted"]).mean())
+                for _, g in frame.groupby(["data_seed", "fold", "train_seed"], sort=True)]
+    return {
+        "n_predictions": int(len(frame)),
+        "n_images": int(frame["image"].nunique()),
+        **{score: {"value": pooled[score], "ci95": intervals[score]} for score in SCORES},
+        **{score: pooled[score] for score in EXTRA_SCORES},
+        "roc_auc": pooled["roc_auc"],
+        "per_class": pooled["per_class"],
+        "confusion_matrix": pooled["confusion_matrix"],
+        "per_fold_accuracy": {"values": per_fold, "mean": statistics.fmean(per_fold),
+                              "std": statistics.stdev(per_fold) if len(per_fold) > 1 else 0.0,
+                              "min": min(per_fold), "max": max(per_fold)},
+    }
+
+
+def report(predictions):
+    """The sweep's report from all kept predictions (one row per model, run and test image)."""
+    models = list(dict.fromkeys(predictions["model"]))
+    per_model = {name: model_report(predictions[predictions["model"] == name]) for name in models}
+    keys = ["data_seed", "fold", "train_seed", "image"]
+    aligned = {name: predictions[predictions["model"] == name].set_index(keys).sort_index() for name in models}
+    index = aligned[models[0]].index
+    for name in models:
+        if not aligned[name].index.equals(index):
+            raise UserError(f"{PREDICTIONS}: {name} was not scored on the same test images as {models[0]}; "
+                            "re-run the sweep")
+    correct = {name: (aligned[name]["actual"] == aligned[name]["predicted"]).to_numpy() for name in models}
+    replicates = [f"seed {s}" + (f", train seed {t}" if t >= 0 else "")
+                  for s, _, t, _ in index]
+    pairs = paired_comparisons(correct, index.get_level_values("image"), replicates)
+    return {"models": per_model, "pairs": pairs}
+
+
+def markdown(summary, description):
+    lines = [description, "",
+             "| model | accuracy (95% CI) | macro sensitivity (95% CI) | macro specificity (95% CI) | "
+             "per-fold accuracy mean ± sd (min-max) | balanced accuracy | Cohen's kappa | macro ROC AUC | ECE |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in summary["models"].items():
+        cells = [f"{row[s]['value']:.3f} ({row[s]['ci95'][0]:.3f}-{row[s]['ci95'][1]:.3f})" for s in SCORES]
+        spread = row["per_fold_accuracy"]
+        cells.append(f"{spread['mean']:.3f} ± {spread['std']:.3f} ({spread['min']:.3f}-{spread['max']:.3f})")
+        auc = "n/a" if row["macro_roc_auc"] is None else f"{row['macro_roc_auc']:.3f}"
+        cells += [f"{row['balanced_accuracy']:.3f}", f"{row['cohen_kappa']:.3f}", auc,
+                  f"{row['expected_calibration_error']:.3f}"]
+        lines.append(f"| {name} ({row['n_predictions']} predictions of {row['n_images']} images) | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Paired comparisons on the same test images:", ""]
+    lines += [f"- {describe_pair(pair)}" for pair in summary["pairs"]]
     return "\n".join(lines) + "\n"
+
+
+def describe(folds, seeds, train_seeds, extra_sets):
+    how = (f"{folds}-fold cross-validation, data seeds {', '.join(map(str, seeds))} (every image tested once per seed)"
+           if folds else f"random splits with seeds {', '.join(map(str, seeds))} (test sets overlap)")
+    if train_seeds:
+        how += f", training seeds {', '.join(map(str, train_seeds))}"
+    return how + (f"; with {' '.join(extra_sets)}" if extra_sets else "") + "."
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5, help="K of K-fold cross-validation (0: random splits)")
+    parser.add_argument("--repeats", type=int, default=1, help="reshuffle the folds R times (data seeds 0 .. R-1)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="data seeds (instead of --repeats)")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=None,
+                        help="train every fold once per training seed (default: params.yaml's train.seed)")
+    parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra parameter for every run, as in dvc exp run -S")
+    parser.add_argument("--report-only", action="store_true", help=f"recompute the report from {PREDICTIONS}")
+    args = parser.parse_args()
+    if args.folds == 1 or args.folds < 0:
+        raise UserError(f"--folds must be 0 (random splits) or at least 2, got {args.folds}")
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {args.repeats}")
+    args.seeds = args.seeds if args.seeds is not None else list(range(args.repeats))
+    for option, values in (("--seeds", args.seeds), ("--train-seeds", args.train_seeds or [])):
+        if len(set(values)) != len(values):
+            raise UserError(f"{option} repeats a seed ({' '.join(map(str, values))}); give each seed once")
+    reserved = {"train.seed": "--train-seeds", "data.seed": "--seeds", "data.folds": "--folds", "data.fold": "--folds"}
+    for assignment in args.set_param:
+        key = assignment.split("=")[0].strip()
+        if key in reserved and (key != "train.seed" or args.train_seeds):
+            raise UserError(f"give {key} with {reserved[key]}, not with -S {assignment}")
+    return args
+
+
+def write_report(predictions, description):
+    summary = report(predictions)
+    write_json(REPORT_JSON, {"description": description, **summary})
+    table = markdown(summary, description)
+    write_text(REPORT_MD, table)
+    print(table)
 
 
 @stage_main
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--train-seeds", type=int, nargs="+", default=None,
-                        help="train every split once per training seed and average (default: params.yaml's train.seed)")
-    parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra parameter for every run, as in dvc exp run -S")
-    args = parser.parse_args()
-    for option, values in (("--seeds", args.seeds), ("--train-seeds", args.train_seeds or [])):
-        if len(set(values)) != len(values):
-            raise UserError(f"{option} repeats a seed ({' '.join(map(str, values))}); give each seed once")
-    if args.train_seeds and any(a.split("=")[0].strip() == "train.seed" for a in args.set_param):
-        raise UserError("give the training seeds either as --train-seeds or as -S train.seed=N, not both")
+    args = parse_args()
+    if args.report_only:
+        if not PREDICTIONS.is_file():
+            raise UserError(f"{PREDICTIONS} not found; run the sweep first")
+        description = json.loads(REPORT_JSON.read_text())["description"] if REPORT_JSON.is_file() else ""
+        write_report(pd.read_csv(PREDICTIONS), description)
+        return
     saved = {path: path.read_text() if path.exists() else None for path in (Path("params.yaml"), Path("dvc.lock"))}
     models = list(yaml.safe_load(saved[Path("params.yaml")])["models"])
-    runs = {}
+    runs = planned_runs(args.folds, args.seeds, args.train_seeds)
+    frames, started = [], time.perf_counter()
     try:
-        for seed in args.seeds:
-            for train_seed in args.train_seeds or [None]:
-                run_experiment(seed, train_seed, args.set_param)
-                runs[seed, train_seed] = collect(models)
+        for number, (seed, fold, train_seed) in enumerate(runs, 1):
+            print(f"== run {number} of {len(runs)} ({time.perf_counter() - started:.0f} s so far)", flush=True)
+            run_experiment(experiment_args(args.folds, seed, fold, train_seed, args.set_param))
+            frames.append(collect_predictions(models, seed, fold, train_seed))
     finally:  # experiments are kept by DVC; the workspace goes back to how it was
         for path, text in saved.items():
             path.write_text(text) if text is not None else path.unlink(missing_ok=True)
         subprocess.run(["dvc", "checkout", "--quiet"], check=False)
-    summary = summarise(runs, models)
-    write_json("metrics/sweep.json", {"seeds": args.seeds, "train_seeds": args.train_seeds,
-                                      "extra_params": args.set_param, "models": summary})
-    table = markdown(summary, args.train_seeds)
-    write_text("metrics/sweep.md", table)
-    print(table)
+    predictions = pd.concat(frames, ignore_index=True)
+    with atomic_file(PREDICTIONS) as tmp:
+        predictions.to_csv(tmp, index=False)
+    description = describe(args.folds, args.seeds, args.train_seeds, args.set_param)
+    minutes = (time.perf_counter() - started) / 60
+    write_report(predictions, f"{description} {len(runs)} runs in {minutes:.0f} min.")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@ import pandas as pd
 import pytest
 
 from bloodcells.classes import CLASSES
-from bloodcells.cleaning import apply_rules, read_labels, resample_train, split_stratified
+from bloodcells.cleaning import apply_rules, fold_assignment, read_labels, resample_train, split, split_fold, \
+    split_stratified
 from bloodcells.errors import UserError
 
 
@@ -82,6 +83,43 @@ def test_split_is_stratified_disjoint_and_seeded():
     other = split_stratified(data, 0.1, 0.1, seed=1)[2]
     assert list(again["image"]) == list(test["image"])
     assert list(other["image"]) != list(test["image"])
+
+
+def test_every_image_is_tested_in_exactly_one_fold_with_classes_stratified():
+    data = frame(REAL_COUNTS)
+    tested = []
+    for k in range(5):
+        train, val, test = split_fold(data, 5, k, 0.1, seed=0)
+        assert not set(train["image"]) & set(test["image"]) and not set(val["image"]) & set(test["image"])
+        assert len(train) + len(val) + len(test) == len(data)
+        counts = test["label"].value_counts()
+        for label, total in REAL_COUNTS.items():  # every class in every fold, as evenly as 5 folds allow
+            assert total // 5 <= counts[label] <= -(-total // 5)
+        tested += list(test["image"])
+    assert sorted(tested) == sorted(data["image"])
+
+
+def test_folds_are_deterministic_per_seed_and_ignore_row_order():
+    data = frame(REAL_COUNTS)
+    first = fold_assignment(data, 5, seed=0)
+    shuffled = data.sample(frac=1, random_state=3)
+    again = pd.Series(fold_assignment(shuffled, 5, seed=0), index=shuffled.index).sort_index()
+    assert list(again) == list(first)
+    assert list(fold_assignment(data, 5, seed=1)) != list(first)
+    assert sorted(pd.Series(first).value_counts()) == [69, 69, 69, 70, 70]
+
+
+def test_folds_zero_is_the_random_split_and_bad_fold_settings_are_one_line():
+    data = frame(REAL_COUNTS)
+    random_test = split(data, {"folds": 0, "fold": 0, "seed": 0}, 0.1, 0.1)[2]
+    assert list(random_test["image"]) == list(split_stratified(data, 0.1, 0.1, seed=0)[2]["image"])
+    assert len(split(data, {"folds": 5, "fold": 4, "seed": 0}, 0.1, 0.1)[2]) in (69, 70)
+    with pytest.raises(UserError, match="data.fold must be an integer from 0 to data.folds - 1 = 4, got 5"):
+        split(data, {"folds": 5, "fold": 5, "seed": 0}, 0.1, 0.1)
+    with pytest.raises(UserError, match="data.folds must be 0 .* or an integer >= 2, got 1"):
+        split(data, {"folds": 1, "fold": 0, "seed": 0}, 0.1, 0.1)
+    with pytest.raises(UserError, match="needs at least 22 images of every class"):
+        split(data, {"folds": 20, "fold": 0, "seed": 0}, 0.1, 0.1)
 
 
 @pytest.mark.parametrize("test_size", [0, 0.5, 0.7, -0.1])

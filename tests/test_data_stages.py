@@ -129,7 +129,8 @@ def test_data_stages_through_dvc(project):
     assert summary["clean"] == {"NEUTROPHIL": 10, "EOSINOPHIL": 10, "LYMPHOCYTE": 10, "MONOCYTE": 10, "total": 40}
     assert summary["dropped"]["empty"] == 1 and summary["dropped"]["multiple"] == 1
     splits = {s: pd.read_csv(project / f"data/clean/{s}.csv") for s in ("train", "val", "test")}
-    assert len(splits["test"]) == 4 and len(splits["val"]) == 4
+    assert len(splits["test"]) == 8 and len(splits["val"]) == 4  # fold 0 of 5: two images per class
+    assert summary["split"] == {"folds": 5, "fold": 0, "seed": 0}
     assert not set(splits["train"]["image"]) & set(splits["test"]["image"])
     with Image.open(project / "data/clean/images" / f"{splits['test']['image'][0]}.png") as crop:
         assert crop.size == (64, 64)
@@ -156,7 +157,7 @@ def test_corrupt_image_is_named_or_skipped_when_allowed(project):
 
 def test_bad_clean_parameter_is_one_line(project):
     stage(project, "fetch")
-    set_params(project, {"clean": {"test_size": 0.6}})
+    set_params(project, {"data": {"folds": 0}, "clean": {"test_size": 0.6}})
     result = stage(project, "clean", check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: clean.test_size must be in (0, 0.5), got 0.6"
@@ -172,5 +173,5 @@ def test_real_bccd_copy_cleans_to_347_images(project):
     stage(project, "clean")
     summary = json.loads((project / "metrics/data.json").read_text())
     assert summary["clean"] == {"NEUTROPHIL": 206, "EOSINOPHIL": 88, "LYMPHOCYTE": 33, "MONOCYTE": 20, "total": 347}
-    assert summary["test"]["total"] == 35
+    assert summary["test"]["total"] == 70  # fold 0 of 5
     assert summary["box_source"]["voc"] + summary["box_source"]["nucleus"] == 347

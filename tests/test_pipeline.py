@@ -2,6 +2,7 @@
 import json
 import sys
 
+import pandas as pd
 import pytest
 
 from bloodcells.atomic import atomic_dir, atomic_file
@@ -83,18 +84,30 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
     assert [p.name for p in folder.iterdir()] == ["old.csv"]
 
 
-def test_sweep_over_split_seeds_reports_mean_and_spread(project):
+def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions(project):
     params = project / "params.yaml"
     before = params.read_text()
-    result = run([sys.executable, "src/sweep.py", "--seeds", "0", "1"], project)
+    result = run([sys.executable, "src/sweep.py", "--folds", "2"], project)
+    predictions = pd.read_csv(project / "metrics/sweep_predictions.csv")
+    for name in MODELS:
+        rows = predictions[predictions["model"] == name]
+        assert sorted(rows["image"]) == [f"BloodImage_{n:05d}" for n in range(40)]  # every image tested once
+        assert sorted(set(rows["fold"])) == [0, 1]
     sweep = json.loads((project / "metrics/sweep.json").read_text())
-    assert sweep["seeds"] == [0, 1]
     for name in MODELS:
         row = sweep["models"][name]
-        accuracies = [row["per_seed"][seed]["accuracy"] for seed in ("0", "1")]
-        assert row["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 2)
-        assert row["accuracy"]["std"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2 ** 0.5)
-    assert "| resnet |" in (project / "metrics/sweep.md").read_text() and "±" in result.stdout
+        rows = predictions[predictions["model"] == name]
+        assert row["n_predictions"] == 40
+        assert row["accuracy"]["value"] == pytest.approx((rows["actual"] == rows["predicted"]).mean())
+        low, high = row["accuracy"]["ci95"]
+        assert low <= row["accuracy"]["value"] <= high
+        folds = [(g["actual"] == g["predicted"]).mean() for _, g in rows.groupby("fold")]
+        assert row["per_fold_accuracy"]["mean"] == pytest.approx(sum(folds) / 2)
+    assert len(sweep["pairs"]) == 3 and "McNemar" in result.stdout
+    assert "| resnet (40 predictions of 40 images)" in (project / "metrics/sweep.md").read_text()
     assert params.read_text() == before  # the workspace's parameters are put back
     names = run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
-    assert {"split-0", "split-1"} <= set(names)
+    assert {"cv2-s0-f0", "cv2-s0-f1"} <= set(names)
+    (project / "metrics/sweep.md").unlink()
+    run([sys.executable, "src/sweep.py", "--report-only"], project)
+    assert json.loads((project / "metrics/sweep.json").read_text())["pairs"] == sweep["pairs"]

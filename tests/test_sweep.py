@@ -1,51 +1,77 @@
-"""The sweep's bookkeeping: experiment names, averaging over training seeds, argument checks."""
-import statistics
+"""The sweep's bookkeeping: experiment names, the runs it plans, pooling, argument checks."""
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import sweep
+from bloodcells.classes import CLASSES
 from conftest import ROOT, run
 
 
-def scores(accuracy):
-    return {"accuracy": accuracy, "macro_sensitivity": accuracy - 0.1, "macro_specificity": accuracy + 0.05}
+def test_experiment_args_name_the_fold_the_seed_and_the_training_seed():
+    assert sweep.experiment_args(5, 0, 3, None, ["models.resnet.lr=0.002"]) == [
+        "dvc", "exp", "run", "-S", "data.seed=0", "-S", "data.folds=5", "-S", "data.fold=3",
+        "-S", "models.resnet.lr=0.002", "--name", "cv5-s0-f3"]
+    assert sweep.experiment_args(5, 1, 0, 2, [])[-1] == "cv5-s1-f0-train-2"
+    assert sweep.experiment_args(0, 3, None, None, []) == [
+        "dvc", "exp", "run", "-S", "data.seed=3", "-S", "data.folds=0", "--name", "split-3"]
 
 
-def test_experiment_args_name_the_split_and_the_training_seed():
-    assert sweep.experiment_args(3, None, ["models.resnet.lr=0.002"]) == [
-        "dvc", "exp", "run", "-S", "data.seed=3", "-S", "models.resnet.lr=0.002", "--name", "split-3"]
-    assert sweep.experiment_args(3, 1, []) == [
-        "dvc", "exp", "run", "-S", "data.seed=3", "-S", "train.seed=1", "--name", "split-3-train-1"]
+def test_planned_runs_cover_every_fold_of_every_repeat():
+    assert sweep.planned_runs(3, [0, 1], None) == [(s, f, None) for s in (0, 1) for f in range(3)]
+    assert sweep.planned_runs(0, [4], [0, 1]) == [(4, None, 0), (4, None, 1)]
 
 
-def test_split_scores_average_the_training_seeds_and_spread_is_over_splits():
-    runs = {(0, 0): {"m": scores(0.8)}, (0, 1): {"m": scores(0.9)},
-            (1, 0): {"m": scores(1.0)}, (1, 1): {"m": scores(0.6)}}
-    row = sweep.summarise(runs, ["m"])["m"]
-    assert row["per_seed"][0]["accuracy"] == pytest.approx(0.85)
-    assert row["per_seed"][1]["accuracy"] == pytest.approx(0.8)
-    assert row["accuracy"]["mean"] == pytest.approx(0.825)
-    assert row["accuracy"]["std"] == pytest.approx(statistics.stdev([0.85, 0.8]))
-    assert row["macro_sensitivity"]["mean"] == pytest.approx(0.725)
-    assert [(r["split_seed"], r["train_seed"], r["accuracy"]) for r in row["per_run"]] == [
-        (0, 0, 0.8), (0, 1, 0.9), (1, 0, 1.0), (1, 1, 0.6)]
-    table = sweep.markdown(sweep.summarise(runs, ["m"]), [0, 1])
-    assert "mean over training seeds 0, 1" in table
-    assert "| m | 0.850 / 0.750 | 0.800 / 0.700 | 0.825 ± 0.035 |" in table
+def predictions(accuracies, n_images=20, folds=2, seed=0):
+    """A sweep's predictions of models with given accuracies on the same images (random which are wrong)."""
+    rng = np.random.default_rng(seed)
+    actual = np.arange(n_images) % len(CLASSES)
+    rows = []
+    for name, accuracy in accuracies.items():
+        wrong = rng.permutation(n_images) < round((1 - accuracy) * n_images)
+        predicted = np.where(wrong, (actual + 1) % len(CLASSES), actual)
+        for i in range(n_images):
+            probabilities = np.full(len(CLASSES), 0.1)
+            probabilities[predicted[i]] = 0.7
+            rows.append({"data_seed": 0, "fold": i % folds, "train_seed": -1, "model": name,
+                         "image": f"BloodImage_{i:05d}", "actual": CLASSES[actual[i]],
+                         "predicted": CLASSES[predicted[i]],
+                         **{f"p_{c}": probabilities[k] for k, c in enumerate(CLASSES)}})
+    return pd.DataFrame(rows)
 
 
-def test_one_training_seed_keeps_the_per_split_scores():
-    runs = {(0, None): {"m": scores(0.8)}, (1, None): {"m": scores(0.9)}}
-    row = sweep.summarise(runs, ["m"])["m"]
-    assert [row["per_seed"][s]["accuracy"] for s in (0, 1)] == [0.8, 0.9]
-    assert "training seeds" not in sweep.markdown({"m": row})
+def test_report_pools_every_prediction_and_compares_models_pairwise():
+    frame = predictions({"a": 0.9, "b": 0.6, "c": 0.6})
+    summary = sweep.report(frame)
+    assert summary["models"]["a"]["accuracy"]["value"] == pytest.approx(0.9)
+    assert summary["models"]["a"]["n_predictions"] == 20
+    low, high = summary["models"]["b"]["accuracy"]["ci95"]
+    assert low < 0.6 < high and high - low > 0.2  # 20 images: a wide interval
+    assert summary["models"]["a"]["per_fold_accuracy"]["values"] == pytest.approx(
+        [(g["actual"] == g["predicted"]).mean() for _, g in frame[frame["model"] == "a"].groupby("fold")])
+    pairs = {(p["a"], p["b"]): p for p in summary["pairs"]}
+    assert set(pairs) == {("a", "b"), ("a", "c"), ("b", "c")}
+    assert pairs["a", "b"]["difference"] == pytest.approx(0.3)
+    table = sweep.markdown(summary, "test sweep.")
+    assert "| a (20 predictions of 20 images) | 0.900 (" in table and "a vs b: +30.0 points" in table
+
+
+def test_report_refuses_models_scored_on_different_images():
+    frame = predictions({"a": 0.9, "b": 0.6})
+    frame = frame.drop(index=frame.index[-1])
+    with pytest.raises(sweep.UserError, match="not scored on the same test images"):
+        sweep.report(frame)
 
 
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "0", "0"], "--seeds repeats a seed"),
-    (["--seeds", "0", "--train-seeds", "1", "1"], "--train-seeds repeats a seed"),
-    (["--seeds", "0", "--train-seeds", "0", "1", "-S", "train.seed=2"], "either as --train-seeds or as -S"),
+    (["--train-seeds", "1", "1"], "--train-seeds repeats a seed"),
+    (["--train-seeds", "0", "1", "-S", "train.seed=2"], "give train.seed with --train-seeds"),
+    (["-S", "data.fold=2"], "give data.fold with --folds"),
+    (["--folds", "1"], "--folds must be 0 (random splits) or at least 2"),
+    (["--repeats", "0"], "--repeats must be at least 1"),
 ])
 def test_bad_sweep_arguments_are_one_line_before_any_run(args, message, tmp_path):
     result = run([sys.executable, str(ROOT / "src/sweep.py"), *args], tmp_path, check=False)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .classes import CLASSES
 from .errors import UserError, require
@@ -72,6 +72,16 @@ def apply_rules(labels, image_dir, drop_empty=True, drop_multiple=True, drop_cla
     return kept[has_image].rename(columns={"category": "label"}).reset_index(drop=True), dropped
 
 
+def _cut(part, fraction, seed):
+    """Hold out `fraction` of `part` (at least one image per class), stratified by label."""
+    size = max(math.ceil(fraction * len(part)), len(CLASSES))
+    return train_test_split(part, test_size=size, stratify=part["label"], random_state=seed)
+
+
+def _sorted(*parts):
+    return tuple(part.sort_values("image").reset_index(drop=True) for part in parts)
+
+
 def split_stratified(frame, test_size, val_size, seed):
     """Test, then validation from the rest, both stratified by label; returns train, val, test."""
     require(0 < test_size < 0.5, f"clean.test_size must be in (0, 0.5), got {test_size}")
@@ -79,15 +89,47 @@ def split_stratified(frame, test_size, val_size, seed):
     counts = frame["label"].value_counts()
     require(len(counts) == len(CLASSES) and counts.min() >= 3,
             f"every class needs at least 3 images to split, got {counts.to_dict()}; use more data")
+    rest, test = _cut(frame, test_size, seed)
+    train, val = _cut(rest, val_size, seed)
+    return _sorted(train, val, test)
 
-    def cut(part, fraction):
-        size = max(math.ceil(fraction * len(part)), len(CLASSES))
-        rest, held = train_test_split(part, test_size=size, stratify=part["label"], random_state=seed)
-        return rest, held
 
-    rest, test = cut(frame, test_size)
-    train, val = cut(rest, val_size)
-    return tuple(part.sort_values("image").reset_index(drop=True) for part in (train, val, test))
+def fold_assignment(frame, folds, seed):
+    """The fold (0 .. folds-1) in which each row of `frame` is tested: a stratified K-fold partition,
+    shuffled by `seed` and independent of the frame's row order."""
+    require(isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2,
+            f"data.folds must be 0 (one random split) or an integer >= 2, got {folds!r}")
+    counts = frame["label"].value_counts()
+    require(len(counts) == len(CLASSES) and counts.min() >= folds + 2,
+            f"{folds}-fold cross-validation needs at least {folds + 2} images of every class, got "
+            f"{counts.to_dict()}; lower data.folds or use more data")
+    order = np.argsort(frame["image"].to_numpy(), kind="stable")
+    assignment = np.empty(len(frame), dtype=int)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, tested) in enumerate(splitter.split(order, frame["label"].to_numpy()[order])):
+        assignment[order[tested]] = fold
+    return assignment
+
+
+def split_fold(frame, folds, fold, val_size, seed):
+    """Fold `fold` of a stratified `folds`-fold partition is the test split; validation is drawn from the
+    other folds as in split_stratified. Returns train, val, test."""
+    assignment = fold_assignment(frame, folds, seed)
+    require(isinstance(fold, int) and not isinstance(fold, bool) and 0 <= fold < folds,
+            f"data.fold must be an integer from 0 to data.folds - 1 = {folds - 1}, got {fold!r}")
+    require(0 < val_size < 0.5, f"clean.val_size must be in (0, 0.5), got {val_size}")
+    tested = assignment == fold
+    train, val = _cut(frame[~tested], val_size, seed)
+    return _sorted(train, val, frame[tested])
+
+
+def split(frame, data_params, test_size, val_size):
+    """The split data_params asks for: fold data.fold of data.folds-fold cross-validation, or with
+    data.folds 0 one random stratified split of clean.test_size."""
+    folds, seed = data_params["folds"], data_params["seed"]
+    if folds == 0:
+        return split_stratified(frame, test_size, val_size, seed)
+    return split_fold(frame, folds, data_params["fold"], val_size, seed)
 
 
 def resample_train(train, neutrophil_drop_fraction, oversample, seed):

@@ -1,8 +1,8 @@
 """Classification metrics from scikit-learn, in the shape the evaluate stage writes."""
 import numpy as np
 from scipy.stats import binomtest
-from sklearn.metrics import accuracy_score, confusion_matrix, multilabel_confusion_matrix, \
-    precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, confusion_matrix, \
+    multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
 from .classes import CLASSES
 
@@ -12,8 +12,10 @@ def wilson_interval(successes, total, confidence=0.95):
     return [round(float(interval.low), 4), round(float(interval.high), 4)]
 
 
-def classification_metrics(actual, predicted):
-    """Accuracy with its 95 % Wilson interval, macro and per-class sensitivity/specificity/precision."""
+def classification_metrics(actual, predicted, probabilities=None):
+    """Accuracy with its 95 % Wilson interval, macro and per-class sensitivity/specificity/precision, balanced
+    accuracy and Cohen's kappa; with the predicted `probabilities` [N, classes] also one-vs-rest ROC AUC per class
+    and macro, and the expected calibration error."""
     labels = list(range(len(CLASSES)))
     actual, predicted = np.asarray(actual), np.asarray(predicted)
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -33,6 +35,8 @@ def classification_metrics(actual, predicted):
         "macro_specificity": float(specificity[present].mean()),
         "macro_precision": float(precision[present].mean()),
         "macro_f1": float(f1[present].mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(actual, predicted)),
+        "cohen_kappa": float(cohen_kappa_score(actual, predicted, labels=labels)),
         "per_class": {
             name: {
                 "sensitivity": float(recall[i]),
@@ -43,4 +47,48 @@ def classification_metrics(actual, predicted):
             for i, name in enumerate(CLASSES)
         },
         "confusion_matrix": confusion_matrix(actual, predicted, labels=labels).tolist(),
+    } | (probability_metrics(actual, probabilities) if probabilities is not None else {})
+
+
+def probability_metrics(actual, probabilities):
+    """One-vs-rest ROC AUC per class (None for a class absent from `actual`, or the only one present), their
+    macro mean, and the expected calibration error of the top-class probability."""
+    actual, probabilities = np.asarray(actual), np.asarray(probabilities, dtype=float)
+    auc = {}
+    for i, name in enumerate(CLASSES):
+        positive = actual == i
+        auc[name] = float(roc_auc_score(positive, probabilities[:, i])) if 0 < positive.sum() < len(actual) else None
+    known = [value for value in auc.values() if value is not None]
+    return {
+        "macro_roc_auc": float(np.mean(known)) if known else None,
+        "roc_auc": auc,
+        "expected_calibration_error": expected_calibration_error(actual, probabilities),
     }
+
+
+def reliability_bins(actual, probabilities, bins=10):
+    """Per equal-width bin of the top-class probability: images, their mean confidence and their accuracy."""
+    actual, probabilities = np.asarray(actual), np.asarray(probabilities, dtype=float)
+    confidence, right = probabilities.max(axis=1), probabilities.argmax(axis=1) == actual
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)  # (k/bins, (k+1)/bins]
+    rows = []
+    for k in range(bins):
+        chosen = which == k
+        rows.append({"low": k / bins, "high": (k + 1) / bins, "count": int(chosen.sum()),
+                     "confidence": float(confidence[chosen].mean()) if chosen.any() else None,
+                     "accuracy": float(right[chosen].mean()) if chosen.any() else None})
+    return rows
+
+
+def expected_calibration_error(actual, probabilities, bins=10):
+    """Sum over confidence bins of (share of images) x |accuracy - mean confidence|."""
+    total = len(actual)
+    return float(sum(row["count"] / total * abs(row["accuracy"] - row["confidence"])
+                     for row in reliability_bins(actual, probabilities, bins) if row["count"]))
+
+
+def micro_roc_curve(actual, probabilities):
+    """The one-vs-rest ROC curve with every (image, class) pair pooled (micro-average): fpr, tpr, thresholds."""
+    actual, probabilities = np.asarray(actual), np.asarray(probabilities, dtype=float)
+    one_hot = np.eye(len(CLASSES), dtype=bool)[actual]
+    return roc_curve(one_hot.ravel(), probabilities.ravel())
