@@ -1,6 +1,9 @@
-"""Stage compare: the reference's comparison table for the three models, plus cost figures.
+"""Stage compare: the reference's comparison table for the three models, paired tests between them,
+plus cost figures.
 
-Writes metrics/compare.json, metrics/compare.md and plots/compare/models.png.
+Writes metrics/compare.json (scores and paired tests only: figures that vary from run to run, such as
+seconds, stay in compare.md, so `dvc metrics diff` shows no row for an unchanged model),
+metrics/compare.md and plots/compare/models.png.
 """
 import json
 from pathlib import Path
@@ -10,10 +13,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from bloodcells.atomic import save_figure, write_json, write_text
 from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
+from bloodcells.stats import describe_pair, paired_comparisons
 
 # The reference project's table (ImageNet-pretrained, GPU, 35 test images), for the side-by-side view.
 REFERENCE = {
@@ -31,7 +36,7 @@ def read_json(path):
     return json.loads(path.read_text())
 
 
-def model_row(name, timing):
+def model_row(name):
     evaluation = read_json(f"metrics/evaluate/{name}.json")
     training = read_json(f"metrics/train/{name}/metrics.json")
     return {
@@ -40,10 +45,37 @@ def model_row(name, timing):
         "avg_sensitivity": evaluation["macro_sensitivity"],
         "avg_specificity": evaluation["macro_specificity"],
         "macro_f1": evaluation["macro_f1"],
+        "balanced_accuracy": evaluation["balanced_accuracy"],
+        "cohen_kappa": evaluation["cohen_kappa"],
+        "macro_roc_auc": evaluation["macro_roc_auc"],
+        "expected_calibration_error": evaluation["expected_calibration_error"],
         "parameters": training["parameters"],
-        "train_seconds": training["train_seconds"],
-        "inference_ms_per_image": timing[name]["inference_ms_per_image"],
     }
+
+
+def cost_row(name, timing):
+    """Wall-clock figures: they differ between two runs of the same inputs, so they are not metrics."""
+    return {"train_seconds": read_json(f"metrics/train/{name}/metrics.json")["train_seconds"],
+            "inference_ms_per_image": timing[name]["inference_ms_per_image"]}
+
+
+def read_predictions(name):
+    path = Path(f"plots/evaluate/{name}.csv")
+    if not path.is_file():
+        raise UserError(f"{path} not found; run the evaluate stage first (dvc repro evaluate)")
+    return pd.read_csv(path).set_index("image").sort_index()
+
+
+def pairwise(names):
+    """McNemar's exact test and the accuracy difference for every pair of models, on the shared test images."""
+    frames = {name: read_predictions(name) for name in names}
+    first = frames[names[0]]
+    for name, frame in frames.items():
+        if not frame.index.equals(first.index):
+            raise UserError(f"plots/evaluate/{name}.csv and {names[0]}.csv hold different test images; "
+                            "re-run evaluate (dvc repro evaluate)")
+    correct = {name: (frame["actual"] == frame["predicted"]).to_numpy() for name, frame in frames.items()}
+    return paired_comparisons(correct, first.index, ["test split"] * len(first))
 
 
 def best_model(rows):
@@ -51,11 +83,11 @@ def best_model(rows):
     return max(rows, key=lambda n: (rows[n]["accuracy"], rows[n]["avg_sensitivity"], -rows[n]["parameters"]))
 
 
-def markdown_table(rows, archs, best):
+def markdown_table(rows, costs, archs, best, pairs):
     lines = [
-        "| model | accuracy (95% CI) | avg sensitivity | avg specificity | parameters | train s | ms/image "
-        "| reference accuracy / sens. / spec. |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | accuracy (95% CI) | avg sensitivity | avg specificity | kappa | macro AUC | ECE | parameters "
+        "| train s | ms/image | reference accuracy / sens. / spec. |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
         ref = REFERENCE.get(name)
@@ -63,9 +95,13 @@ def markdown_table(rows, archs, best):
                     f"{ref['avg_specificity']:.2f}" if ref else ""
         low, high = row["accuracy_ci95"]
         marker = " **best**" if name == best else ""
+        auc = "n/a" if row["macro_roc_auc"] is None else f"{row['macro_roc_auc']:.3f}"
         lines.append(f"| {name} ({archs[name]}){marker} | {row['accuracy']:.3f} ({low:.2f}-{high:.2f}) | "
-                     f"{row['avg_sensitivity']:.3f} | {row['avg_specificity']:.3f} | {row['parameters'] / 1e6:.1f}M | "
-                     f"{row['train_seconds']:.0f} | {row['inference_ms_per_image']:.1f} | {reference} |")
+                     f"{row['avg_sensitivity']:.3f} | {row['avg_specificity']:.3f} | {row['cohen_kappa']:.3f} | "
+                     f"{auc} | {row['expected_calibration_error']:.3f} | {row['parameters'] / 1e6:.1f}M | "
+                     f"{costs[name]['train_seconds']:.0f} | {costs[name]['inference_ms_per_image']:.1f} | {reference} |")
+    lines += ["", "Paired on the same test images (McNemar's exact test, Holm-adjusted over the pairs):", ""]
+    lines += [f"- {describe_pair(pair)}" for pair in pairs]
     return "\n".join(lines) + "\n"
 
 
@@ -90,13 +126,20 @@ def plot_models(rows):
 def main():
     params = load_params()
     timing = read_json("metrics/evaluate/timing.json")
-    rows = {name: model_row(name, timing) for name in params["models"]}
+    names = list(params["models"])
+    rows = {name: model_row(name) for name in names}
+    costs = {name: cost_row(name, timing) for name in names}
     best = best_model(rows)
+    pairs = pairwise(names)
     archs = {name: params["models"][name]["arch"] for name in rows}
-    write_json("metrics/compare.json", {"models": rows, "best_model": best})
-    write_text("metrics/compare.md", markdown_table(rows, archs, best))
+    write_json("metrics/compare.json", {"models": rows, "best_model": best, "pairs": {
+        f"{p['a']}_vs_{p['b']}": {"difference": p["difference"], "difference_ci95": p["difference_ci95"],
+                                  **{k: v for k, v in p["mcnemar"][0].items() if k != "replicate"}}
+        for p in pairs}})
+    table = markdown_table(rows, costs, archs, best, pairs)
+    write_text("metrics/compare.md", table)
     plot_models(rows)
-    print(markdown_table(rows, archs, best))
+    print(table)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Stage evaluate: deterministic inference of every trained model on the test split.
 
-Per model: metrics/evaluate/<model>.json, plots/evaluate/<model>.csv (predictions, rendered by
-`dvc plots` with the confusion template) and plots/evaluate/<model>_confusion.png.
+Per model: metrics/evaluate/<model>.json (accuracy, sensitivity, specificity, balanced accuracy, kappa,
+ROC AUC, calibration error), plots/evaluate/<model>.csv (predictions, rendered by `dvc plots` with the
+confusion template), <model>_roc.csv (micro-averaged one-vs-rest ROC curve), <model>_confusion.png and
+<model>_errors.png (every misclassified crop); for all models roc.png and reliability.png.
 Inference timings go to metrics/evaluate/timing.json (kept apart: they vary run to run).
 """
 import time
@@ -20,7 +22,8 @@ from bloodcells import data
 from bloodcells.atomic import atomic_file, save_figure, write_json
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
-from bloodcells.metrics import classification_metrics
+from bloodcells.evaluation_plots import plot_errors, plot_reliability, plot_roc
+from bloodcells.metrics import classification_metrics, micro_roc_curve
 from bloodcells.models import alexnet_options, build_model
 from bloodcells.params import load_params
 from bloodcells.training import predict_probabilities, seed_everything
@@ -60,13 +63,20 @@ def write_predictions(path, names, actual, probabilities):
         frame.to_csv(tmp, index=False)
 
 
+def write_roc_curve(path, actual, probabilities):
+    fpr, tpr, _ = micro_roc_curve(actual, probabilities)
+    with atomic_file(path) as tmp:
+        pd.DataFrame({"fpr": fpr.round(5), "tpr": tpr.round(5)}).to_csv(tmp, index=False)
+
+
 @stage_main
 def main():
     params = load_params()
     settings = params["evaluate"]
     seed_everything(0)
     images, labels, names = data.load_split("test", require_all_classes=False)
-    timing = {}
+    timing, results = {}, {}
+    actual = labels.numpy()
     for name in params["models"]:
         model, checkpoint = load_checkpoint(name)
         test_images = data.resize(images, checkpoint["image_size"])
@@ -75,13 +85,19 @@ def main():
                                               batch_size=settings["batch_size"], tta=settings["tta"])
         timing[name] = {"inference_ms_per_image": round(1000 * (time.perf_counter() - started) / len(images), 2)}
         predicted = probabilities.argmax(dim=1)
-        metrics = classification_metrics(labels.numpy(), predicted.numpy())
+        metrics = classification_metrics(actual, predicted.numpy(), probabilities.numpy())
         write_json(METRICS_DIR / f"{name}.json", metrics)
         write_predictions(PLOTS_DIR / f"{name}.csv", names, labels, probabilities)
+        write_roc_curve(PLOTS_DIR / f"{name}_roc.csv", actual, probabilities.numpy())
         plot_confusion(metrics["confusion_matrix"], name, metrics["accuracy"])
+        plot_errors(name, images, names, actual, probabilities.numpy(), PLOTS_DIR / f"{name}_errors.png")
+        results[name] = (actual, probabilities.numpy(), metrics)
         low, high = metrics["accuracy_ci95"]
         print(f"{name}: test accuracy {metrics['accuracy']:.3f} ({metrics['n_correct']}/{metrics['n_total']}, "
-              f"95% CI {low:.2f}-{high:.2f}), macro sensitivity {metrics['macro_sensitivity']:.3f}")
+              f"95% CI {low:.2f}-{high:.2f}), macro sensitivity {metrics['macro_sensitivity']:.3f}, "
+              f"kappa {metrics['cohen_kappa']:.3f}, macro AUC {metrics['macro_roc_auc'] or float('nan'):.3f}")
+    plot_roc(results, PLOTS_DIR / "roc.png")
+    plot_reliability(results, PLOTS_DIR / "reliability.png")
     write_json(METRICS_DIR / "timing.json", timing)
 
 

@@ -24,7 +24,8 @@ def test_full_pipeline_then_change_one_model(project):
     assert compare["best_model"] in MODELS and set(compare["models"]) == set(MODELS)
     for name in MODELS:
         evaluation = json.loads((project / f"metrics/evaluate/{name}.json").read_text())
-        assert evaluation["n_total"] == 4 and 0 <= evaluation["accuracy"] <= 1
+        assert evaluation["n_total"] == 8 and 0 <= evaluation["accuracy"] <= 1  # fold 0 of 5
+        assert -1 <= evaluation["cohen_kappa"] <= 1 and 0 <= evaluation["expected_calibration_error"] <= 1
         assert set(evaluation["per_class"]) == {"NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"}
         header = (project / f"plots/evaluate/{name}.csv").read_text().splitlines()[0]
         assert header.startswith("image,actual,predicted,p_NEUTROPHIL")
@@ -50,13 +51,18 @@ def test_full_pipeline_then_change_one_model(project):
     for name in ("efficientnet", "alexnet"):
         assert f"metrics/train/{name}/metrics.json" not in changed
         assert f"metrics/evaluate/{name}.json" not in changed  # deterministic inference, same weights
+    # compare.json holds no wall-clock figures: only resnet's row and the pairs with resnet can move
+    assert all("resnet" in key or key == "best_model" for key in diff.get("metrics/compare.json", {}))
+    assert set(compare["pairs"]) == {"resnet_vs_efficientnet", "resnet_vs_alexnet", "efficientnet_vs_alexnet"}
+    assert "McNemar" in (project / "metrics/compare.md").read_text()
 
     html = project / "plots_html"
     run(["dvc", "plots", "show", "-o", str(html)], project)
     page = (html / "index.html").read_text()
-    for title in ("Validation accuracy", "Training loss", "resnet confusion matrix"):
+    for title in ("Validation accuracy", "Training loss", "resnet confusion matrix", "ROC (test split"):
         assert title in page
-    for image in ("class_distribution.png", "average_images.png", "models.png", "alexnet_confusion.png"):
+    for image in ("class_distribution.png", "average_images.png", "models.png", "alexnet_confusion.png",
+                  "roc.png", "reliability.png", "resnet_errors.png"):
         assert image in page
     diff_html = project / "plots_diff"
     run(["dvc", "plots", "diff", "main", "-o", str(diff_html)], project)

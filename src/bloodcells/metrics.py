@@ -70,7 +70,7 @@ def reliability_bins(actual, probabilities, bins=10):
     """Per equal-width bin of the top-class probability: images, their mean confidence and their accuracy."""
     actual, probabilities = np.asarray(actual), np.asarray(probabilities, dtype=float)
     confidence, right = probabilities.max(axis=1), probabilities.argmax(axis=1) == actual
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)  # (k/bins, (k+1)/bins]
+    which = np.minimum((confidence * bins).astype(int), bins - 1)  # [k/bins, (k+1)/bins), the last one closed
     rows = []
     for k in range(bins):
         chosen = which == k

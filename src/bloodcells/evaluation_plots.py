@@ -1,0 +1,75 @@
+"""Pictures of a model's test predictions: ROC curves, a reliability diagram and a gallery of its mistakes."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import RocCurveDisplay
+
+from .atomic import save_figure
+from .classes import CLASSES
+from .metrics import micro_roc_curve, reliability_bins
+
+GALLERY_COLUMNS = 6
+
+
+def plot_roc(results, path):
+    """One panel per model: the one-vs-rest ROC curve of each class present, and their micro-average."""
+    figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.2), squeeze=False)
+    for ax, (name, (actual, probabilities, metrics)) in zip(axes[0], results.items()):
+        for i, label in enumerate(CLASSES):
+            positive = actual == i
+            if 0 < positive.sum() < len(actual):
+                RocCurveDisplay.from_predictions(positive, probabilities[:, i], ax=ax, name=label[:4],
+                                                 plot_chance_level=i == 0)
+        fpr, tpr, _ = micro_roc_curve(actual, probabilities)
+        ax.plot(fpr, tpr, color="black", linewidth=2, label="micro-average")
+        auc = metrics["macro_roc_auc"]
+        ax.set_title(f"{name}: macro AUC {auc:.3f}" if auc is not None else name)
+        ax.legend(loc="lower right", fontsize=7)
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def plot_reliability(results, path, bins=10):
+    """Accuracy against mean top-class probability per confidence bin; the diagonal is perfect calibration."""
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6), height_ratios=(3, 1), sharex=True)
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    width = 0.8 / bins / len(results)
+    for k, (name, (actual, probabilities, metrics)) in enumerate(results.items()):
+        rows = [row for row in reliability_bins(actual, probabilities, bins) if row["count"]]
+        top.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o",
+                 label=f"{name} (ECE {metrics['expected_calibration_error']:.3f})")
+        centres = np.array([(r["low"] + r["high"]) / 2 for r in rows])
+        bottom.bar(centres + (k - (len(results) - 1) / 2) * width, [r["count"] for r in rows], width, label=name)
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1.02)
+    top.set_title("Reliability diagram (test split)")
+    top.legend(fontsize=8, loc="upper left")
+    bottom.set_xlabel("top-class probability")
+    bottom.set_ylabel("images")
+    bottom.set_xlim(0, 1)
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def plot_errors(name, images, names, actual, probabilities, path):
+    """Every misclassified test crop with its file name, true class and predicted class with its probability."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != actual)
+    columns = max(1, min(GALLERY_COLUMNS, len(wrong)))
+    rows = max(1, math.ceil(len(wrong) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.45 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), wrong):
+        ax.imshow(np.asarray(images[i]).transpose(1, 2, 0))
+        ax.set_title(f"{names[i].removeprefix('BloodImage_')}\ntrue {CLASSES[actual[i]][:4]}, called "
+                     f"{CLASSES[predicted[i]][:4]} {probabilities[i, predicted[i]]:.2f}", fontsize=8)
+    if not len(wrong):
+        axes[0, 0].text(0.5, 0.5, "no misclassified\ntest images", ha="center", va="center")
+    figure.suptitle(f"{name}: {len(wrong)} of {len(actual)} test images misclassified", fontsize=10)
+    save_figure(figure, path)
+    plt.close(figure)
