@@ -56,7 +56,7 @@ def tiny_data(n, size=48, seed=0):
 def train_once(tmp_path, tag, **changes):
     seed_everything(0)
     model = build_model("resnet", "resnet18", image_size=48)
-    cfg = config(epochs=2, batch_size=8, ema=0.9, **changes)
+    cfg = config(**{"epochs": 2, "batch_size": 8, "ema": 0.9, **changes})
     with Live(dir=str(tmp_path / tag), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         state, summary = train_model(model, tiny_data(16), tiny_data(8, seed=1), cfg, live,
                                      torch.device("cpu"), [0.5] * 3, [0.25] * 3)
@@ -321,3 +321,12 @@ def test_clean_data_missing_a_class_is_rejected(project):
     train_csv.write_text("\n".join([lines[0]] + [l for l in lines[1:] if ",MONOCYTE," not in l]) + "\n")
     result = stage(project, "train", "resnet", check=False)
     assert result.returncode == 2 and "no MONOCYTE images" in result.stderr and "dvc repro clean" in result.stderr
+
+
+def test_an_ema_longer_than_the_run_is_warned_about(tmp_path):
+    with pytest.warns(UserWarning, match="ema 0.99 averages over about 100 steps, but this run has only 4"):
+        train_once(tmp_path, "long-ema", ema=0.99)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        train_once(tmp_path, "no-ema", ema=0)

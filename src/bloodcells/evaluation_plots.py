@@ -28,6 +28,8 @@ def plot_roc(results, path):
         ax.plot(fpr, tpr, color="black", linewidth=2, label="micro-average")
         auc = metrics["macro_roc_auc"]
         ax.set_title(f"{name}: macro AUC {auc:.3f}" if auc is not None else name)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
         ax.legend(loc="lower right", fontsize=7)
     save_figure(figure, path)
     plt.close(figure)

@@ -132,6 +132,10 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
     scheduler = warmup_cosine(optimizer, cfg["epochs"] * steps_per_epoch, cfg["warmup_epochs"] * steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
     ema = None
+    if 0 < cfg["ema"] and cfg["epochs"] * steps_per_epoch < 3 / (1 - cfg["ema"]):
+        warnings.warn(f"{cfg['name']}: ema {cfg['ema']} averages over about {1 / (1 - cfg['ema']):.0f} steps, but "
+                      f"this run has only {cfg['epochs'] * steps_per_epoch}, so the kept weights still hold barely "
+                      f"trained ones; set a lower ema (the synthetic demo uses 0.9) or 0 for small data")
     if cfg["ema"] > 0:
         ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
