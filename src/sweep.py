@@ -9,7 +9,8 @@ is tested exactly once per repeat; --repeats R reshuffles the folds with data se
 them with --seeds). With --train-seeds each fold is trained once per training seed. --folds 0 runs
 the old random split (clean.test_size) once per --seeds seed, named split-S.
 
-The test predictions of every run are kept in metrics/sweep_predictions.csv; from them
+The test predictions of every run are kept in metrics/sweep_predictions.csv (git-ignored: it holds
+the dataset's labels, which are not ours to commit); from them
 metrics/sweep.json and metrics/sweep.md report, per model, accuracy, macro sensitivity and specificity
 pooled over all test predictions with 95 % bootstrap intervals (resampling images), the per-fold
 spread, AUC, kappa and calibration, and for every pair of models the accuracy difference with McNemar's
@@ -127,7 +128,19 @@ def report(predictions):
     replicates = [f"seed {s}" + (f", train seed {t}" if t >= 0 else "")
                   for s, _, t, _ in index]
     pairs = paired_comparisons(correct, index.get_level_values("image"), replicates)
-    return {"models": per_model, "pairs": pairs}
+    return {"models": per_model, "pairs": pairs, "missed_by_every_model": missed_by_every_model(predictions)}
+
+
+def missed_by_every_model(predictions):
+    """The test images that every model got wrong in every run that tested them, with what each called them."""
+    wrong = predictions.assign(wrong=predictions["actual"] != predictions["predicted"])
+    always = wrong.groupby("image")["wrong"].all()
+    rows = []
+    for image in always[always].index:
+        answers = wrong[wrong["image"] == image]
+        rows.append({"image": image, "label": answers["actual"].iloc[0],
+                     "called": {name: sorted(set(group["predicted"])) for name, group in answers.groupby("model")}})
+    return rows
 
 
 def markdown(summary, description):
@@ -146,6 +159,10 @@ def markdown(summary, description):
                      + " | ".join(cells) + " |")
     lines += ["", "Paired comparisons on the same test images:", ""]
     lines += [f"- {describe_pair(pair)}" for pair in summary["pairs"]]
+    missed = summary["missed_by_every_model"]
+    lines += ["", f"Test images every model got wrong every time ({len(missed)}):", ""]
+    lines += [f"- {row['image']}, labelled {row['label']}: "
+              + ", ".join(f"{name} {'/'.join(called)}" for name, called in row["called"].items()) for row in missed]
     return "\n".join(lines) + "\n"
 
 

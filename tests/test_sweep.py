@@ -54,6 +54,11 @@ def test_report_pools_every_prediction_and_compares_models_pairwise():
     pairs = {(p["a"], p["b"]): p for p in summary["pairs"]}
     assert set(pairs) == {("a", "b"), ("a", "c"), ("b", "c")}
     assert pairs["a", "b"]["difference"] == pytest.approx(0.3)
+    assert summary["missed_by_every_model"] == []  # this draw has no image that all three got wrong
+    frame.loc[frame["image"] == "BloodImage_00004", "predicted"] = "EOSINOPHIL"  # labelled NEUTROPHIL
+    [missed] = sweep.report(frame)["missed_by_every_model"]
+    assert missed == {"image": "BloodImage_00004", "label": "NEUTROPHIL",
+                      "called": {name: ["EOSINOPHIL"] for name in "abc"}}
     table = sweep.markdown(summary, "test sweep.")
     assert "| a (20 predictions of 20 images) | 0.900 (" in table and "a vs b: +30.0 points" in table
 

@@ -99,10 +99,12 @@ def paired_comparisons(correct, groups, replicates, seed=0):
 
 
 def describe_pair(pair):
-    """'a vs b: +x.x points (95% CI ...), McNemar p = ... (Holm ...)', the line compare and the sweep print."""
+    """'a vs b: +x.x points (95% CI ...); n images only a got right, m only b: McNemar p = ... (Holm ...), verdict',
+    the line compare and the sweep print (one McNemar clause per replicate)."""
+    a, b = pair["a"], pair["b"]
     low, high = pair["difference_ci95"]
-    tests = "; ".join(f"{m['only_a_right']} vs {m['only_b_right']} images only one got right, "
-                      f"p = {m['p_value']:.3g} (Holm {m['p_holm']:.3g})" for m in pair["mcnemar"])
-    verdict = "significant" if all(m["p_holm"] < 0.05 for m in pair["mcnemar"]) else "not significant"
-    return (f"{pair['a']} vs {pair['b']}: {100 * pair['difference']:+.1f} points "
-            f"(95% CI {100 * low:+.1f} to {100 * high:+.1f}); McNemar {tests}: {verdict} at 0.05")
+    tests = "; ".join(f"{m['only_a_right']} images only {a} got right, {m['only_b_right']} only {b}: "
+                      f"McNemar p = {m['p_value']:.3g} (Holm {m['p_holm']:.3g})" for m in pair["mcnemar"])
+    verdict = "significant at 0.05" if all(m["p_holm"] < 0.05 for m in pair["mcnemar"]) else "not significant"
+    return (f"{a} vs {b}: {100 * pair['difference']:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}); "
+            f"{tests}; {verdict}")
