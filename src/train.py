@@ -34,7 +34,9 @@ def model_config(params, name):
     return cfg
 
 
-def save_checkpoint(path, model, cfg, mean, std, summary):
+def save_checkpoint(path, model, cfg, mean, std):
+    """Weights and what inference needs, nothing that varies from run to run (the wall-clock summary lives in
+    metrics/train/<model>/metrics.json), so the same inputs give a byte-identical file and DVC hash."""
     checkpoint = {
         "state_dict": model.state_dict(),
         "model": cfg["name"],
@@ -44,10 +46,9 @@ def save_checkpoint(path, model, cfg, mean, std, summary):
         **alexnet_options(cfg),
         "mean": mean,
         "std": std,
-        "summary": summary,
     }
-    with atomic_file(path) as tmp:
-        torch.save(checkpoint, tmp)
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(checkpoint, handle)  # a file object: a path would put the random temporary name in the zip
 
 
 @stage_main
@@ -77,7 +78,7 @@ def main():
         summary["parameters"] = sum(p.numel() for p in model.parameters())
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
-    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std, summary)
+    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std)
     print(f"{name}: kept epoch {summary['selected_epoch']} (val accuracy {summary['selected_val_accuracy']:.3f}; "
           f"best {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}), "
           f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s -> {MODEL_DIR / name}.pt")

@@ -330,3 +330,15 @@ def test_an_ema_longer_than_the_run_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         train_once(tmp_path, "no-ema", ema=0)
+
+
+def test_retraining_on_the_same_inputs_gives_a_byte_identical_checkpoint(project):
+    stage(project, "fetch")
+    stage(project, "clean")
+    stage(project, "train", "alexnet")
+    first = (project / "models/alexnet.pt").read_bytes()
+    stage(project, "train", "alexnet")
+    assert (project / "models/alexnet.pt").read_bytes() == first  # no wall-clock figures inside
+    checkpoint = torch.load(project / "models/alexnet.pt", weights_only=False)
+    assert "summary" not in checkpoint and checkpoint["classes"] == ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE",
+                                                                     "MONOCYTE"]
