@@ -35,6 +35,7 @@ def test_full_pipeline_then_change_one_model(project):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "baseline")
     assert "up to date" in run(["dvc", "repro"], project).stdout
+    git(project, "tag", "-a", "resnet@v1.0.0", "-m", "Registering artifact resnet version v1.0.0")  # as gto does
     fetched = project.parent / "fetched-resnet.pt"
     run(["dvc", "artifacts", "get", str(project), "resnet", "-o", str(fetched)], project.parent)
     assert fetched.read_bytes() == (project / "models/resnet.pt").read_bytes()
