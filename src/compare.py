@@ -60,7 +60,7 @@ def cost_row(name, timing):
 
 
 def read_predictions(name):
-    path = Path(f"plots/evaluate/{name}.csv")
+    path = Path(f"metrics/evaluate/predictions/{name}.csv")
     if not path.is_file():
         raise UserError(f"{path} not found; run the evaluate stage first (dvc repro evaluate)")
     return pd.read_csv(path).set_index("image").sort_index()
@@ -72,8 +72,8 @@ def pairwise(names):
     first = frames[names[0]]
     for name, frame in frames.items():
         if not frame.index.equals(first.index):
-            raise UserError(f"plots/evaluate/{name}.csv and {names[0]}.csv hold different test images; "
-                            "re-run evaluate (dvc repro evaluate)")
+            raise UserError(f"metrics/evaluate/predictions/{name}.csv and {names[0]}.csv hold different test "
+                            "images; re-run evaluate (dvc repro evaluate)")
     correct = {name: (frame["actual"] == frame["predicted"]).to_numpy() for name, frame in frames.items()}
     return paired_comparisons(correct, first.index, ["test split"] * len(first))
 

@@ -1,9 +1,10 @@
 """Stage evaluate: deterministic inference of every trained model on the test split.
 
 Per model: metrics/evaluate/<model>.json (accuracy, sensitivity, specificity, balanced accuracy, kappa,
-ROC AUC, calibration error), plots/evaluate/<model>.csv (predictions, rendered by `dvc plots` with the
-confusion template), <model>_roc.csv (micro-averaged one-vs-rest ROC curve), <model>_confusion.png and
-<model>_errors.png (every misclassified crop); for all models roc.png and reliability.png.
+ROC AUC, calibration error), metrics/evaluate/predictions/<model>.csv (predictions, rendered by
+`dvc plots` with the confusion template) and <model>_roc.csv (micro-averaged one-vs-rest ROC curve),
+plots/evaluate/<model>_confusion.png and <model>_errors.png (every misclassified crop); for all models
+plots/evaluate/roc.png and reliability.png.
 Inference timings go to metrics/evaluate/timing.json (kept apart: they vary run to run).
 """
 import time
@@ -30,6 +31,7 @@ from bloodcells.training import predict_probabilities, seed_everything
 
 METRICS_DIR = Path("metrics/evaluate")
 PLOTS_DIR = Path("plots/evaluate")
+PREDICTIONS_DIR = METRICS_DIR / "predictions"  # small text kept in git (cache: false), unlike the pictures
 
 
 def load_checkpoint(name):
@@ -87,8 +89,8 @@ def main():
         predicted = probabilities.argmax(dim=1)
         metrics = classification_metrics(actual, predicted.numpy(), probabilities.numpy())
         write_json(METRICS_DIR / f"{name}.json", metrics)
-        write_predictions(PLOTS_DIR / f"{name}.csv", names, labels, probabilities)
-        write_roc_curve(PLOTS_DIR / f"{name}_roc.csv", actual, probabilities.numpy())
+        write_predictions(PREDICTIONS_DIR / f"{name}.csv", names, labels, probabilities)
+        write_roc_curve(PREDICTIONS_DIR / f"{name}_roc.csv", actual, probabilities.numpy())
         plot_confusion(metrics["confusion_matrix"], name, metrics["accuracy"])
         plot_errors(name, images, names, actual, probabilities.numpy(), PLOTS_DIR / f"{name}_errors.png")
         results[name] = (actual, probabilities.numpy(), metrics)

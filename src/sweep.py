@@ -73,10 +73,10 @@ def run_experiment(args):
 
 
 def collect_predictions(models, seed, fold, train_seed):
-    """The workspace's test predictions of every model (evaluate's plots/evaluate/<model>.csv), labelled by run."""
+    """The workspace's test predictions of every model (metrics/evaluate/predictions/<model>.csv), labelled by run."""
     frames = []
     for name in models:
-        frame = pd.read_csv(f"plots/evaluate/{name}.csv")
+        frame = pd.read_csv(f"metrics/evaluate/predictions/{name}.csv")
         frame.insert(0, "model", name)
         frame.insert(0, "train_seed", -1 if train_seed is None else train_seed)
         frame.insert(0, "fold", -1 if fold is None else fold)

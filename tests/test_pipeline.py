@@ -21,13 +21,15 @@ def test_full_pipeline_then_change_one_model(project):
     assert ran_stages(first.stdout) == {"fetch", "clean", "explore", "train_resnet", "train_efficientnet",
                                         "train_alexnet", "evaluate", "compare"}
     compare = json.loads((project / "metrics/compare.json").read_text())
+    evaluation_accuracy = {}
     assert compare["best_model"] in MODELS and set(compare["models"]) == set(MODELS)
     for name in MODELS:
         evaluation = json.loads((project / f"metrics/evaluate/{name}.json").read_text())
+        evaluation_accuracy[name] = evaluation["accuracy"]
         assert evaluation["n_total"] == 8 and 0 <= evaluation["accuracy"] <= 1  # fold 0 of 5
         assert -1 <= evaluation["cohen_kappa"] <= 1 and 0 <= evaluation["expected_calibration_error"] <= 1
         assert set(evaluation["per_class"]) == {"NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"}
-        header = (project / f"plots/evaluate/{name}.csv").read_text().splitlines()[0]
+        header = (project / f"metrics/evaluate/predictions/{name}.csv").read_text().splitlines()[0]
         assert header.startswith("image,actual,predicted,p_NEUTROPHIL")
         checkpoint_summary = json.loads((project / f"metrics/train/{name}/metrics.json").read_text())
         assert checkpoint_summary["best_epoch"] == 1 and checkpoint_summary["parameters"] > 0
@@ -35,6 +37,13 @@ def test_full_pipeline_then_change_one_model(project):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "baseline")
     assert "up to date" in run(["dvc", "repro"], project).stdout
+    clone = project.parent / "clone"
+    git(project.parent, "clone", "-q", str(project), str(clone))  # no DVC cache, no remote: results from git
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], clone).stdout)
+    for name in MODELS:
+        assert shown[""]["data"][f"metrics/evaluate/{name}.json"]["data"]["accuracy"] == evaluation_accuracy[name]
+    assert (clone / "metrics/compare.md").read_text() == (project / "metrics/compare.md").read_text()
+    assert (clone / "metrics/evaluate/predictions/resnet.csv").is_file()
     git(project, "tag", "-a", "resnet@v1.0.0", "-m", "Registering artifact resnet version v1.0.0")  # as gto does
     fetched = project.parent / "fetched-resnet.pt"
     run(["dvc", "artifacts", "get", str(project), "resnet", "-o", str(fetched)], project.parent)
