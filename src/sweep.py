@@ -1,37 +1,41 @@
 """Cross-validate the pipeline as DVC experiments; report pooled scores with intervals and paired tests.
 
 Usage: python src/sweep.py [--folds 5] [--repeats 1 | --seeds 0 1 ...] [--train-seeds 0 1] [-S key=value ...]
+                           [--jobs N]
        python src/sweep.py --report-only
 
-With --folds K (K >= 2, default 5) every test fold k of a stratified K-fold partition is one
-`dvc exp run -S data.folds=K -S data.fold=k -S data.seed=S --name cv5-s0-f0`, so every cleaned image
+With --folds K (K >= 2, default 5) every test fold k of a stratified K-fold partition is one queued
+`dvc exp run --queue -S data.folds=K -S data.fold=k -S data.seed=S --name cv5-s0-f0`, so every cleaned image
 is tested exactly once per repeat; --repeats R reshuffles the folds with data seeds 0 .. R-1 (or give
 them with --seeds). With --train-seeds each fold is trained once per training seed. --folds 0 runs
-the old random split (clean.test_size) once per --seeds seed, named split-S.
+the old random split (clean.test_size) once per --seeds seed, named split-S. The runs go through DVC's
+own queue: --jobs N starts N workers (`dvc queue start -j N`), each in a temporary copy of the repository,
+so the workspace is left as it was; a run's results are read from its experiment commit.
 
 The test predictions of every run are kept in metrics/sweep_predictions.csv (git-ignored: it holds
 the dataset's labels, which are not ours to commit); from them
 metrics/sweep.json and metrics/sweep.md report, per model, accuracy, macro sensitivity and specificity
 pooled over all test predictions with 95 % bootstrap intervals (resampling images), the per-fold
 spread, AUC, kappa and calibration, and for every pair of models the accuracy difference with McNemar's
-exact test. --report-only recomputes the report from the kept predictions. params.yaml and the
-workspace outputs are put back as they were at the end.
+exact test. --report-only recomputes the report from the kept predictions.
 """
 import argparse
+import io
 import json
+import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from bloodcells import exp_queue
 from bloodcells.atomic import atomic_file, write_json, write_text
 from bloodcells.classes import CLASS_INDEX, CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.metrics import classification_metrics
+from bloodcells.params import load_params
 from bloodcells.stats import bootstrap_intervals, describe_pair, paired_comparisons
 
 SCORES = ("accuracy", "macro_sensitivity", "macro_specificity")
@@ -53,30 +57,24 @@ def experiment_name(folds, seed, fold, train_seed):
 
 
 def experiment_args(folds, seed, fold, train_seed, extra_sets):
-    """The `dvc exp run` command line of one run."""
-    args = ["dvc", "exp", "run", "-S", f"data.seed={seed}", "-S", f"data.folds={folds}"]
+    """The `dvc exp run` arguments of one run (after `run`, without --name)."""
+    args = ["-S", f"data.seed={seed}", "-S", f"data.folds={folds}"]
     if fold is not None:
         args += ["-S", f"data.fold={fold}"]
     if train_seed is not None:
         args += ["-S", f"train.seed={train_seed}"]
     for assignment in extra_sets:
         args += ["-S", assignment]
-    return args + ["--name", experiment_name(folds, seed, fold, train_seed)]
+    return args
 
 
-def run_experiment(args):
-    subprocess.run(["dvc", "exp", "remove", args[-1]], capture_output=True)  # a re-run replaces its namesake
-    print(f"== {args[-1]}: {' '.join(args)}", flush=True)
-    if subprocess.run(args).returncode != 0:
-        raise UserError(f"the experiment {args[-1]} failed (see above); fix it and re-run the sweep")
-
-
-def collect_predictions(models, seed, fold, train_seed):
-    """The workspace's test predictions of every model (metrics/evaluate/predictions/<model>.csv), labelled by run."""
+def collect_predictions(name, models, seed, fold, train_seed):
+    """The test predictions of every model (metrics/evaluate/predictions/<model>.csv, kept in git) as experiment
+    `name` committed them, labelled by run."""
     frames = []
-    for name in models:
-        frame = pd.read_csv(f"metrics/evaluate/predictions/{name}.csv")
-        frame.insert(0, "model", name)
+    for model in models:
+        frame = pd.read_csv(io.StringIO(exp_queue.read_file(name, f"metrics/evaluate/predictions/{model}.csv")))
+        frame.insert(0, "model", model)
         frame.insert(0, "train_seed", -1 if train_seed is None else train_seed)
         frame.insert(0, "fold", -1 if fold is None else fold)
         frame.insert(0, "data_seed", seed)
@@ -182,8 +180,13 @@ def parse_args():
                         help="train every fold once per training seed (default: params.yaml's train.seed)")
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
                         help="extra parameter for every run, as in dvc exp run -S")
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="DVC queue workers running experiments at once (each trains with train.threads = "
+                             "cores / jobs unless -S train.threads=... is given)")
     parser.add_argument("--report-only", action="store_true", help=f"recompute the report from {PREDICTIONS}")
     args = parser.parse_args()
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     if args.folds == 1 or args.folds < 0:
         raise UserError(f"--folds must be 0 (random splits) or at least 2, got {args.folds}")
     if args.repeats < 1:
@@ -208,6 +211,23 @@ def write_report(predictions, description):
     print(table)
 
 
+def run_settings(args, params):
+    """Extra -S settings every queued run needs: an absolute local data.source (queued runs work in a temporary
+    copy of the repository) and, with several workers, a share of the cores each."""
+    sets = list(args.set_param)
+    given = {assignment.split("=")[0].strip(): assignment.split("=", 1)[1].strip() for assignment in sets}
+    source = str(given.get("data.source", params["data"]["source"]))
+    if source not in ("bccd", "kaggle", "synthetic") and not Path(source).is_absolute():
+        sets = [s for s in sets if not s.startswith("data.source")] + [f"data.source={Path(source).resolve()}"]
+        print(f"data.source {source} is relative; queued runs get {Path(source).resolve()}")
+    if args.jobs > 1 and "train.threads" not in given:
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        sets.append(f"train.threads={threads}")
+        print(f"{args.jobs} workers: each run trains with train.threads={threads} (the thread count changes the last "
+              "bits of the weights, so these runs are not bit-identical to ones with another count)")
+    return sets
+
+
 @stage_main
 def main():
     args = parse_args()
@@ -217,25 +237,28 @@ def main():
         description = json.loads(REPORT_JSON.read_text())["description"] if REPORT_JSON.is_file() else ""
         write_report(pd.read_csv(PREDICTIONS), description)
         return
-    saved = {path: path.read_text() if path.exists() else None for path in (Path("params.yaml"), Path("dvc.lock"))}
-    models = list(yaml.safe_load(saved[Path("params.yaml")])["models"])
-    runs = planned_runs(args.folds, args.seeds, args.train_seeds)
-    frames, started = [], time.perf_counter()
-    try:
-        for number, (seed, fold, train_seed) in enumerate(runs, 1):
-            print(f"== run {number} of {len(runs)} ({time.perf_counter() - started:.0f} s so far)", flush=True)
-            run_experiment(experiment_args(args.folds, seed, fold, train_seed, args.set_param))
-            frames.append(collect_predictions(models, seed, fold, train_seed))
-    finally:  # experiments are kept by DVC; the workspace goes back to how it was
-        for path, text in saved.items():
-            path.write_text(text) if text is not None else path.unlink(missing_ok=True)
-        subprocess.run(["dvc", "checkout", "--quiet"], check=False)
-    predictions = pd.concat(frames, ignore_index=True)
+    params = load_params()
+    models = list(params["models"])
+    sets = run_settings(args, params)
+    runs = {experiment_name(args.folds, *run): run for run in planned_runs(args.folds, args.seeds, args.train_seeds)}
+    started = time.perf_counter()
+    for name, run in runs.items():
+        exp_queue.queue(experiment_args(args.folds, *run, sets), name)
+    print(f"queued {len(runs)} experiments; starting {args.jobs} DVC queue worker(s) "
+          "(`dvc queue status`, `dvc queue logs NAME` from another shell)", flush=True)
+    exp_queue.start_workers(args.jobs)
+    outcome = exp_queue.wait(list(runs), started)
+    failed = [name for name, state in outcome.items() if state != "Success"]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(runs)} experiments failed ({', '.join(failed)}; logs above and in "
+                        "`dvc queue logs NAME`); fix the cause and re-run the sweep")
+    predictions = pd.concat([collect_predictions(name, models, *run) for name, run in runs.items()],
+                            ignore_index=True)
     with atomic_file(PREDICTIONS) as tmp:
         predictions.to_csv(tmp, index=False)
-    description = describe(args.folds, args.seeds, args.train_seeds, args.set_param)
+    description = describe(args.folds, args.seeds, args.train_seeds, sets)
     minutes = (time.perf_counter() - started) / 60
-    write_report(predictions, f"{description} {len(runs)} runs in {minutes:.0f} min.")
+    write_report(predictions, f"{description} {len(runs)} runs, {args.jobs} worker(s), {minutes:.0f} min.")
 
 
 if __name__ == "__main__":

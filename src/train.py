@@ -58,6 +58,7 @@ def main():
     name = parser.parse_args().model
     cfg = model_config(load_params(), name)
     device = resolve_device(cfg["device"])
+    torch.set_num_threads(cfg["threads"])  # a sum split over more threads rounds differently: part of the recipe
     seed_everything(cfg["seed"])
     model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
                         **alexnet_options(cfg))

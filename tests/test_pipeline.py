@@ -106,7 +106,7 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
 def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions(project):
     params = project / "params.yaml"
     before = params.read_text()
-    result = run([sys.executable, "src/sweep.py", "--folds", "2"], project)
+    result = run([sys.executable, "src/sweep.py", "--folds", "2", "--jobs", "2"], project)
     predictions = pd.read_csv(project / "metrics/sweep_predictions.csv")
     for name in MODELS:
         rows = predictions[predictions["model"] == name]
@@ -124,9 +124,20 @@ def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions
         assert row["per_fold_accuracy"]["mean"] == pytest.approx(sum(folds) / 2)
     assert len(sweep["pairs"]) == 3 and "McNemar" in result.stdout
     assert "| resnet (40 predictions of 40 images)" in (project / "metrics/sweep.md").read_text()
-    assert params.read_text() == before  # the workspace's parameters are put back
+    assert params.read_text() == before  # queued runs leave the workspace alone
+    assert "train.threads=" in result.stdout  # two workers share the cores
     names = run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
     assert {"cv2-s0-f0", "cv2-s0-f1"} <= set(names)
     (project / "metrics/sweep.md").unlink()
     run([sys.executable, "src/sweep.py", "--report-only"], project)
     assert json.loads((project / "metrics/sweep.json").read_text())["pairs"] == sweep["pairs"]
+
+
+def test_a_failed_sweep_run_shows_its_log_and_fails_the_sweep(project):
+    result = run([sys.executable, "src/sweep.py", "--folds", "2", "-S", "models.alexnet.epochs=0"], project,
+                 check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "must be a positive int, got 0" in output  # the end of the failed run's log, not swallowed
+    assert "error: 2 of 2 experiments failed (cv2-s0-f0, cv2-s0-f1" in result.stderr
+    assert not (project / "metrics/sweep_predictions.csv").exists()

@@ -1,4 +1,6 @@
 """The sweep's bookkeeping: experiment names, the runs it plans, pooling, argument checks."""
+import argparse
+import os
 import sys
 
 import numpy as np
@@ -6,17 +8,50 @@ import pandas as pd
 import pytest
 
 import sweep
+from bloodcells import exp_queue
 from bloodcells.classes import CLASSES
 from conftest import ROOT, run
 
 
 def test_experiment_args_name_the_fold_the_seed_and_the_training_seed():
     assert sweep.experiment_args(5, 0, 3, None, ["models.resnet.lr=0.002"]) == [
-        "dvc", "exp", "run", "-S", "data.seed=0", "-S", "data.folds=5", "-S", "data.fold=3",
-        "-S", "models.resnet.lr=0.002", "--name", "cv5-s0-f3"]
-    assert sweep.experiment_args(5, 1, 0, 2, [])[-1] == "cv5-s1-f0-train-2"
-    assert sweep.experiment_args(0, 3, None, None, []) == [
-        "dvc", "exp", "run", "-S", "data.seed=3", "-S", "data.folds=0", "--name", "split-3"]
+        "-S", "data.seed=0", "-S", "data.folds=5", "-S", "data.fold=3", "-S", "models.resnet.lr=0.002"]
+    assert sweep.experiment_args(5, 1, 0, 2, [])[-2:] == ["-S", "train.seed=2"]
+    assert sweep.experiment_args(0, 3, None, None, []) == ["-S", "data.seed=3", "-S", "data.folds=0"]
+    assert sweep.experiment_name(5, 1, 0, 2) == "cv5-s1-f0-train-2"
+    assert sweep.experiment_name(0, 3, None, None) == "split-3"
+
+
+def settings(jobs, sets=()):
+    return argparse.Namespace(jobs=jobs, set_param=list(sets))
+
+
+def test_queued_runs_get_an_absolute_data_source_and_a_share_of_the_cores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    params = {"data": {"source": "bccd"}}
+    assert sweep.run_settings(settings(1), params) == []
+    assert sweep.run_settings(settings(2), params) == ["train.threads=4"]
+    assert sweep.run_settings(settings(16), params) == ["train.threads=1"]
+    assert sweep.run_settings(settings(2, ["train.threads=3"]), params) == ["train.threads=3"]  # the user's wins
+    assert sweep.run_settings(settings(1, ["data.source=copy"]), params) == [f"data.source={tmp_path / 'copy'}"]
+    assert sweep.run_settings(settings(1), {"data": {"source": "copy"}}) == [f"data.source={tmp_path / 'copy'}"]
+    assert sweep.run_settings(settings(1), {"data": {"source": "/abs/copy"}}) == []
+
+
+def test_queue_status_is_read_from_dvcs_table():
+    text = """Task     Name       Created    Status
+a6d23e9  cv5-s0-f0  03:25 PM   Success
+b5bd156  cv5-s0-f1  Nov 29, 2026   Running
+19c0f89  cv5-s0-f2  03:29 PM   Failed
+0c0ffee  cv5-s0-f3  03:29 PM   Queued
+
+Worker status: 1 active, 2 idle
+"""
+    assert exp_queue.parse_queue_status(text) == (
+        {"cv5-s0-f0": "Success", "cv5-s0-f1": "Running", "cv5-s0-f2": "Failed", "cv5-s0-f3": "Queued"}, 3)
+    assert exp_queue.parse_queue_status("No experiment tasks in the queue.\n\nWorker status: 0 active, 0 idle\n") \
+        == ({}, 0)
 
 
 def test_planned_runs_cover_every_fold_of_every_repeat():
@@ -77,6 +112,7 @@ def test_report_refuses_models_scored_on_different_images():
     (["-S", "data.fold=2"], "give data.fold with --folds"),
     (["--folds", "1"], "--folds must be 0 (random splits) or at least 2"),
     (["--repeats", "0"], "--repeats must be at least 1"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
 ])
 def test_bad_sweep_arguments_are_one_line_before_any_run(args, message, tmp_path):
     result = run([sys.executable, str(ROOT / "src/sweep.py"), *args], tmp_path, check=False)

@@ -58,6 +58,7 @@ def check_config(name, cfg):
                 f"models.{name}.{key} (or train.{key}) must be a positive {kind.__name__}, got {value!r}")
 
     positive("epochs", int)
+    positive("threads", int)
     positive("batch_size", int)
     positive("image_size", int)
     require(isinstance(cfg.get("lr"), (int, float)) and cfg["lr"] > 0,

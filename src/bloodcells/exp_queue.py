@@ -1,0 +1,120 @@
+"""Run DVC experiments through DVC's own queue (`dvc exp run --queue`, `dvc queue start -j N`) and read their results.
+
+Queued experiments run in temporary copies of the repository and end as git refs (refs/exps/...), so a
+result file that DVC keeps in git (cache: false) is read from the experiment's commit, not the workspace.
+"""
+import subprocess
+import tempfile
+import time
+
+from tqdm import tqdm
+
+from .errors import UserError
+
+DONE = ("Success", "Failed")
+
+
+def dvc(*args, check=True):
+    result = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        message = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise UserError(f"dvc {' '.join(args[:3])} failed: {message[-1] if message else 'no message'}")
+    return result
+
+
+def queue(args, name):
+    """Queue one experiment (the arguments of `dvc exp run` after `run`), replacing an older one of that name."""
+    dvc("queue", "remove", name, check=False)
+    dvc("exp", "remove", name, check=False)
+    dvc("exp", "run", "--queue", *args, "--name", name)
+
+
+def start_workers(jobs):
+    # the workers outlive this call and inherit its output streams: a pipe would block until they exit
+    with tempfile.TemporaryFile("w+") as errors:
+        started = subprocess.run(["dvc", "queue", "start", "--jobs", str(jobs)], stdout=subprocess.DEVNULL,
+                                 stderr=errors)
+        if started.returncode != 0:
+            errors.seek(0)
+            raise UserError(f"dvc queue start failed: {errors.read().strip()}")
+
+
+def queue_status():
+    return parse_queue_status(dvc("queue", "status").stdout)
+
+
+def parse_queue_status(text):
+    """({experiment name: Queued | Running | Success | Failed}, number of live workers) from `dvc queue status`."""
+    status, workers = {}, 0
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if line.startswith("Worker status:"):
+            workers = int(fields[2]) + int(fields[4])  # "Worker status: A active, I idle"
+        elif len(fields) >= 4:
+            status[fields[1]] = fields[-1]
+    return status, workers
+
+
+def log_tail(name, lines=30):
+    text = dvc("queue", "logs", name, check=False).stdout
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def wait(names, started, poll_seconds=5, no_worker_grace=60):
+    """Follow the queued experiments until each has succeeded or failed: a progress bar, one line per finished run,
+    the end of a failed run's log (`started`: time.perf_counter() at the sweep's start). Returns {name: status}. Ctrl-C stops the sweep's runs (dvc queue kill/remove)."""
+    seen, running_since = {}, {}
+    last_worker_seen = started
+    try:
+        with tqdm(total=len(names), unit="run", desc="experiments") as bar:
+            while True:
+                status, workers = queue_status()
+                now = time.perf_counter()
+                for name in names:
+                    state = status.get(name, "Failed")  # a task that left the queue without a result did not finish
+                    if state == seen.get(name):
+                        continue
+                    seen[name] = state
+                    if state == "Running":
+                        running_since[name] = now
+                    elif state in DONE:
+                        bar.update(1)
+                        took = (now - running_since.get(name, started)) / 60
+                        tqdm.write(f"{name}: {state.lower()} after {took:.1f} min "
+                                   f"({(now - started) / 60:.1f} min since the sweep started)")
+                        if state == "Failed":
+                            tqdm.write(f"---- end of the log of {name} (dvc queue logs {name}) ----\n"
+                                       f"{log_tail(name)}\n----")
+                pending = [name for name in names if seen[name] not in DONE]
+                if not pending:
+                    return seen
+                last_worker_seen = now if workers else last_worker_seen
+                if now - last_worker_seen > no_worker_grace:
+                    raise UserError(f"{len(pending)} experiments wait in the queue but no DVC queue worker is running; "
+                                    "start one with `dvc queue start` (the sweep's results are collected when you "
+                                    "re-run it) or remove them with `dvc queue remove --queued`")
+                time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        pending = [name for name in names if seen.get(name) not in DONE]
+        dvc("queue", "kill", *[n for n in pending if seen.get(n) == "Running"], check=False)
+        dvc("queue", "remove", *pending, check=False)
+        raise UserError(f"interrupted: stopped and removed {len(pending)} unfinished experiments; "
+                        "finished ones are kept (dvc exp show)") from None
+
+
+def experiment_ref(name):
+    """The git ref of experiment `name` on the current commit."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", ref], capture_output=True, text=True)
+    if found.returncode != 0:
+        raise UserError(f"experiment {name} has no result on this commit; re-run the sweep")
+    return ref
+
+
+def read_file(name, path):
+    """The text of `path` as experiment `name` committed it."""
+    shown = subprocess.run(["git", "show", f"{experiment_ref(name)}:{path}"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise UserError(f"experiment {name} has no {path}: {shown.stderr.strip()}")
+    return shown.stdout
