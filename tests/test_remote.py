@@ -37,3 +37,29 @@ def test_local_remote_round_trip_shares_models_and_the_run_cache(project, tmp_pa
     failed = run(["dvc", "push"], clone, check=False)
     assert failed.returncode != 0 and "Traceback" not in failed.stderr
     assert (clone / "models/resnet.pt").read_bytes() == variant
+
+
+def test_experiments_are_shared_with_exp_push_and_exp_pull(project, tmp_path):
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(project, "remote", "add", "origin", str(origin))
+    run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], project)
+    run(["dvc", "repro"], project)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "baseline")
+    branch = git(project, "branch", "--show-current").stdout.strip()
+    git(project, "push", "-q", "origin", branch)
+    run(["dvc", "push"], project)
+    run(["dvc", "exp", "run", "-S", "models.resnet.epochs=2", "--name", "longer-resnet"], project)
+    trained = (project / "models/resnet.pt").read_bytes()
+    run(["dvc", "exp", "push", "origin", "longer-resnet"], project)  # the experiment's commit and its outputs
+
+    clone = tmp_path / "clone-b"
+    git(tmp_path, "clone", "-q", "--branch", branch, str(origin), str(clone))
+    run(["dvc", "exp", "pull", "origin", "longer-resnet"], clone)
+    assert "longer-resnet" in run(["dvc", "exp", "ls", "--name-only"], clone).stdout
+    changed = run(["dvc", "exp", "diff", "HEAD", "longer-resnet", "--json"], clone).stdout
+    assert "models.resnet.epochs" in changed
+    run(["dvc", "exp", "apply", "longer-resnet"], clone)
+    assert (clone / "models/resnet.pt").read_bytes() == trained  # no training on B
+    assert "up to date" in run(["dvc", "status"], clone).stdout
