@@ -90,7 +90,7 @@ def plot_distribution(raw_counts, clean_counts):
 
 @stage_main
 def main():
-    params = load_params()
+    params = load_params(("data", "clean"))
     p, seed = params["clean"], params["data"]["seed"]
     folds = params["data"]["folds"]
     check_params(p)

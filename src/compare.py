@@ -124,7 +124,7 @@ def plot_models(rows):
 
 @stage_main
 def main():
-    params = load_params()
+    params = load_params(("models",))
     timing = read_json("metrics/evaluate/timing.json")
     names = list(params["models"])
     rows = {name: model_row(name) for name in names}

@@ -73,7 +73,7 @@ def write_roc_curve(path, actual, probabilities):
 
 @stage_main
 def main():
-    params = load_params()
+    params = load_params(("evaluate",))
     settings = params["evaluate"]
     seed_everything(0)
     images, labels, names = data.load_split("test", require_all_classes=False)

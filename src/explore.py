@@ -56,7 +56,7 @@ def plot_pixel_distribution(images):
 
 @stage_main
 def main():
-    params = load_params()
+    params = load_params(("explore",))
     images = images_by_class(params["explore"]["max_images_per_class"])
     plot_average_images(images)
     plot_pixel_distribution(images)

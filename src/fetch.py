@@ -40,7 +40,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-manifest", metavar="DIR", help="hash DIR's files into the manifest and exit")
     args = parser.parse_args()
-    params = load_params()
+    params = load_params(("data", "fetch"))
     if args.write_manifest:
         count = sources.write_manifest(args.write_manifest, params["fetch"]["manifest"])
         print(f"wrote {count} entries to {params['fetch']['manifest']}")

@@ -56,7 +56,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help=" | ".join(ARCHS))
     name = parser.parse_args().model
-    cfg = model_config(load_params(), name)
+    cfg = model_config(load_params(("train", f"models.{name}") if name in ARCHS else ()), name)
     device = resolve_device(cfg["device"])
     torch.set_num_threads(cfg["threads"])  # a sum split over more threads rounds differently: part of the recipe
     seed_everything(cfg["seed"])

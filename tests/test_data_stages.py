@@ -160,7 +160,7 @@ def test_bad_clean_parameter_is_one_line(project):
     set_params(project, {"data": {"folds": 0}, "clean": {"test_size": 0.6}})
     result = stage(project, "clean", check=False)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: clean.test_size must be in (0, 0.5), got 0.6"
+    assert result.stderr.strip() == "error: params.yaml: clean.test_size: must be less than 0.5, got 0.6"
     assert not (project / "data/clean").exists()
 
 

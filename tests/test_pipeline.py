@@ -138,6 +138,6 @@ def test_a_failed_sweep_run_shows_its_log_and_fails_the_sweep(project):
                  check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert "must be a positive int, got 0" in output  # the end of the failed run's log, not swallowed
+    assert "models.alexnet.epochs: must be greater than 0, got 0" in output  # the end of the failed run's log, not swallowed
     assert "error: 2 of 2 experiments failed (cv2-s0-f0, cv2-s0-f1" in result.stderr
     assert not (project / "metrics/sweep_predictions.csv").exists()

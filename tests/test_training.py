@@ -269,8 +269,8 @@ def test_too_small_image_for_alexnet():
 
 
 @pytest.mark.parametrize("script,section,key,message", [
-    ("clean", "clean", "edge_cells", "params.yaml has no clean.edge_cells; add it"),
-    ("train", "train", "seed", "params.yaml has no models.resnet.seed (or train.seed); add it"),
+    ("clean", "clean", "edge_cells", "params.yaml: clean.edge_cells: missing (add it"),
+    ("train", "train", "seed", "params.yaml: train.seed: missing (add it"),
 ])
 def test_a_missing_parameter_is_named_in_one_line(project, script, section, key, message):
     stage(project, "fetch")
@@ -286,13 +286,13 @@ def test_a_missing_parameter_is_named_in_one_line(project, script, section, key,
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"models": {"resnet": {"arch": "resnet101"}}}, "unknown arch 'resnet101'"),
-    ({"models": {"resnet": {"epochs": 0}}}, "epochs (or train.epochs) must be a positive int"),
-    ({"models": {"resnet": {"lr": 0}}}, "lr (or train.lr) must be > 0"),
-    ({"models": {"resnet": {"mixup": -0.2}}}, "mixup must be >= 0 (0 turns it off)"),
-    ({"models": {"resnet": {"max_scale": 1.5}}}, "max_scale must be in [0, 1)"),
-    ({"models": {"resnet": {"max_rotation": -10}}}, "max_rotation must be in [0, 180] degrees"),
-    ({"models": {"resnet": {"batch_size": 0}}}, "batch_size (or train.batch_size) must be a positive int"),
+    ({"models": {"resnet": {"arch": "resnet101"}}}, "models.resnet.arch: must be 'resnet18', 'resnet34' or"),
+    ({"models": {"resnet": {"epochs": 0}}}, "models.resnet.epochs: must be greater than 0, got 0"),
+    ({"models": {"resnet": {"lr": 0}}}, "models.resnet.lr: must be greater than 0, got 0"),
+    ({"models": {"resnet": {"mixup": -0.2}}}, "models.resnet.mixup: must be greater than or equal to 0"),
+    ({"models": {"resnet": {"max_scale": 1.5}}}, "models.resnet.max_scale: must be less than 1, got 1.5"),
+    ({"models": {"resnet": {"max_rotation": -10}}}, "models.resnet.max_rotation: must be greater than or equal to 0"),
+    ({"models": {"resnet": {"batch_size": 0}}}, "models.resnet.batch_size: must be greater than 0, got 0"),
     ({"models": {"resnet": {"image_size": 96}}}, "larger than the prepared crops (64 px)"),
     ({"models": {"resnet": {"weights": "weights/resnet/missing.pt"}}}, "missing.pt does not exist"),
     ({"models": {"resnet": {"weights": "/tmp/resnet18.pth"}}}, "must be a file under weights/resnet/"),

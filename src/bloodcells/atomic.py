@@ -1,10 +1,16 @@
-"""Write outputs so that a crash or Ctrl-C never leaves a half-written file or folder."""
+"""Write outputs so that a crash or Ctrl-C never leaves a half-written file or folder.
+
+Every output replaced through this module is remembered, so that a stage that fails or is stopped half way
+can remove the outputs it had already finished (discard_written): it leaves all of them or none.
+"""
 import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+_written = []
 
 
 @contextlib.contextmanager
@@ -17,6 +23,7 @@ def atomic_file(path):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+        _written.append(path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -33,9 +40,25 @@ def atomic_dir(path):
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        _written.append(path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def discard_written():
+    """Remove every output this process wrote; returns how many."""
+    removed = 0
+    while _written:
+        path = _written.pop()
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed += 1
+    return removed
 
 
 def write_json(path, data):

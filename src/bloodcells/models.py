@@ -6,14 +6,10 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
+from .archs import ARCHS
 from .classes import CLASSES
 from .errors import UserError
 
-ARCHS = {
-    "resnet": ("resnet18", "resnet34", "resnet50"),
-    "efficientnet": ("efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "efficientnet-b3"),
-    "alexnet": ("alexnet",),
-}
 # Smallest input side each family can take (AlexNet's stride-4 stem and three max-pools need 63).
 MIN_IMAGE_SIZE = {"resnet": 32, "efficientnet": 32, "alexnet": 63}
 # AlexNet's options for small crops and from-scratch training, as (torchvision's value, our value):

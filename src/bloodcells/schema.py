@@ -1,0 +1,215 @@
+"""The declared schema of params.yaml: every section, key, type and range in one place (pydantic).
+
+Each stage validates the sections it reads before doing anything and reports every problem at once, in
+one line: an unknown key (a typo such as `epoch:`), a wrong type ("ten", 3.5 for an integer, true for a
+number), a value out of range or not one of the choices, a missing key or section.
+"""
+import difflib
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from .classes import CLASSES
+from .errors import UserError
+from .archs import ARCHS
+
+
+
+def a_number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number")
+    return value
+
+
+def not_a_bool(value):
+    if isinstance(value, bool):  # True == 1 in Python
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+def oversample_rule(value):
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(CLASSES))
+        if unknown:
+            raise ValueError(f"names unknown class(es) {', '.join(map(str, unknown))} (use {', '.join(CLASSES)})")
+        if not all(a_number_at_least_one(factor) for factor in value.values()):
+            raise ValueError("factors must be numbers >= 1")
+    elif value not in ("balance", "none"):
+        raise ValueError("must be balance, none or per-class factors such as {EOSINOPHIL: 2}")
+    return value
+
+
+def a_number_at_least_one(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 1
+
+
+Number = Annotated[float, BeforeValidator(a_number), Field(strict=False)]
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+Count = Annotated[int, Field(strict=True, ge=0)]
+Share = Annotated[float, Field(strict=True, gt=0, lt=1)]
+Bool = Annotated[bool, Field(strict=True)]
+Text = Annotated[str, Field(strict=True, min_length=1)]
+
+
+def at_least(low, high=None, below=None):
+    """A number >= low (and <= high, or < below)."""
+    return Annotated[Number, Field(ge=low, le=high, lt=below)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Synthetic(Section):
+    per_class: Annotated[int, Field(strict=True, ge=3)]
+    size: Annotated[list[Annotated[int, Field(strict=True, ge=64)]], Field(min_length=2, max_length=2)]
+    seed: Count
+
+
+class Data(Section):
+    source: Text
+    seed: Count
+    folds: Count
+    fold: Count
+    synthetic: Synthetic
+
+
+class Urls(Section):
+    images: Text
+    annotations: Text
+    labels: Text
+
+
+class Fetch(Section):
+    manifest: Text
+    timeout: Annotated[Number, Field(gt=0)]
+    retries: Annotated[int, Field(strict=True, ge=1, le=20)]
+    urls: Urls
+
+
+ClassName = Literal[tuple(CLASSES) + ("BASOPHIL",)]
+
+
+class Clean(Section):
+    drop_empty: Bool
+    drop_multiple: Bool
+    drop_classes: list[ClassName]
+    drop_missing_images: Bool
+    skip_corrupt: Bool
+    test_size: Annotated[float, Field(strict=True, gt=0, lt=0.5)]
+    val_size: Annotated[float, Field(strict=True, gt=0, lt=0.5)]
+    neutrophil_drop_fraction: at_least(0, below=1)
+    oversample: Annotated[Any, AfterValidator(oversample_rule)]
+    crop: Literal["wbc", "none"]
+    margin: at_least(0)
+    crop_side: Optional[Annotated[int, Field(strict=True, ge=16)]]
+    edge_cells: Literal["pad", "shift"]
+    fallback_box_size: PositiveInt
+    image_size: Annotated[int, Field(strict=True, ge=32, le=1024)]
+
+
+class Explore(Section):
+    max_images_per_class: PositiveInt
+
+
+TRAIN_KEYS = {
+    "seed": Count,
+    "device": Literal["auto", "cpu", "cuda"],
+    "threads": Annotated[int, Field(strict=True, ge=1, le=256)],
+    "precision": Literal["auto", "fp32", "bf16"],
+    "epochs": PositiveInt,
+    "batch_size": PositiveInt,
+    "optimizer": Literal["adamw", "adam", "sgd"],
+    "lr": Annotated[Number, Field(gt=0)],
+    "weight_decay": at_least(0),
+    "warmup_epochs": Count,
+    "label_smoothing": at_least(0, below=1),
+    "mixup": at_least(0),
+    "ema": at_least(0, below=1),
+    "select": Literal["last", "best"],
+    "image_size": Annotated[int, Field(strict=True, ge=32)],
+    "colour_jitter": at_least(0, high=1),
+    "max_shift": at_least(0, below=1),
+    "max_scale": at_least(0, below=1),
+    "max_rotation": at_least(0, high=180),
+    "pretrained": Bool,
+    "weights": Optional[Text],
+}
+ALEXNET_KEYS = {"stem_stride": Annotated[Literal[4, 2], BeforeValidator(not_a_bool)],
+                "feature_pool": Annotated[Literal[6, 1], BeforeValidator(not_a_bool)], "batch_norm": Bool}
+
+Train = create_model("Train", __base__=Section, **{key: (kind, ...) for key, kind in TRAIN_KEYS.items()})
+MODELS = {  # a model's section: its arch, and any train key to override
+    name: create_model(f"Model_{name}", __base__=Section, arch=(Literal[archs], ...),
+                       **{key: (kind, None) for key, kind in TRAIN_KEYS.items()},  # null only where train allows it
+                       **({key: (kind, None) for key, kind in ALEXNET_KEYS.items()}
+                          if name == "alexnet" else {}))
+    for name, archs in ARCHS.items()
+}
+
+
+class Evaluate(Section):
+    tta: Bool
+    batch_size: PositiveInt
+
+
+SECTIONS = {"data": Data, "fetch": Fetch, "clean": Clean, "explore": Explore, "train": Train,
+            "evaluate": Evaluate, **{f"models.{name}": model for name, model in MODELS.items()}}
+
+
+def validate(params, sections, source="params.yaml"):
+    """Check `sections` of params (names of SECTIONS; "models" means every model in it); raise one UserError
+    listing every problem."""
+    problems = []
+    for section in sections:
+        if section == "models":
+            models = params.get("models")
+            if not isinstance(models, dict) or not models:
+                problems.append("models: missing section (copy it from the project's params.yaml)")
+                continue
+            problems += [f"models.{name}: unknown model (use {', '.join(MODELS)})" for name in models
+                         if name not in MODELS]
+            problems += check_section(params, [f"models.{name}" for name in models if name in MODELS])
+        else:
+            problems += check_section(params, [section])
+    if problems:
+        count = f"{len(problems)} problems: " if len(problems) > 1 else ""
+        raise UserError(f"{source}: {count}{' | '.join(problems)}")
+
+
+def check_section(params, sections):
+    problems = []
+    for section in sections:
+        value = params
+        for part in section.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            problems.append(f"{section}: missing section (copy it from the project's params.yaml, which lists every key)")
+            continue
+        try:
+            SECTIONS[section].model_validate(value)
+        except ValidationError as error:
+            problems += [describe(section, detail) for detail in error.errors()]
+    return problems
+
+
+def describe(section, detail):
+    """One pydantic error as `section.key: what is wrong, got <value>`."""
+    keys = [str(part) for part in detail["loc"] if not _is_union_branch(part)]
+    where = ".".join([section] + keys)
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        known = list(SECTIONS[section].model_fields)
+        close = difflib.get_close_matches(keys[-1], known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+        return f"{where}: unknown key ({hint})"
+    if kind == "missing":
+        return f"{where}: missing (add it; the project's params.yaml lists every key with its default)"
+    message = detail["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+    return f"{where}: {message[0].lower() + message[1:]}, got {detail['input']!r}"
+
+
+def _is_union_branch(part):
+    """pydantic names the branch of a union it tried (int, float, literal[...]); the user wants the key."""
+    return isinstance(part, str) and (part in ("int", "float", "str", "bool", "dict", "list", "none")
+                                      or part.startswith(("literal[", "dict[", "list[", "function-")))

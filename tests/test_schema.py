@@ -1,0 +1,97 @@
+"""params.yaml against its declared schema: every problem of a stage's sections in one line, before any work."""
+import copy
+import sys
+
+import pytest
+import yaml
+
+from bloodcells import schema
+from bloodcells.errors import UserError
+from conftest import ROOT, run, set_params
+
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+ALL = ["data", "fetch", "clean", "explore", "train", "models", "evaluate"]
+
+
+def problems(changes, sections=ALL, remove=()):
+    params = copy.deepcopy(PARAMS)
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    for dotted in remove:
+        *parents, key = dotted.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        del node[key]
+    with pytest.raises(UserError) as raised:
+        schema.validate(params, sections)
+    return str(raised.value)
+
+
+def test_the_projects_params_pass():
+    schema.validate(PARAMS, ALL)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"train.epoch": 3}, "train.epoch: unknown key (did you mean epochs?)"),
+    ({"models.resnet.image_szie": 96}, "models.resnet.image_szie: unknown key (did you mean image_size?)"),
+    ({"models.resnet.learning_rate": 0.1}, "unknown key (known keys: arch, seed, device"),
+    ({"train.epochs": "ten"}, "train.epochs: must be a valid integer, got 'ten'"),
+    ({"train.epochs": 3.5}, "train.epochs: must be a valid integer, got 3.5"),
+    ({"train.lr": True}, "train.lr: must be a number, got True"),
+    ({"clean.margin": "0.15"}, "clean.margin: must be a number, got '0.15'"),
+    ({"train.pretrained": "yes"}, "train.pretrained: must be a valid boolean, got 'yes'"),
+    ({"models.resnet.epochs": 0}, "models.resnet.epochs: must be greater than 0, got 0"),
+    ({"train.ema": 1.0}, "train.ema: must be less than 1, got 1.0"),
+    ({"clean.test_size": 0.6}, "clean.test_size: must be less than 0.5, got 0.6"),
+    ({"models.resnet.arch": "resnet101"}, "models.resnet.arch: must be 'resnet18', 'resnet34' or 'resnet50'"),
+    ({"train.optimizer": "lion"}, "train.optimizer: must be 'adamw', 'adam' or 'sgd', got 'lion'"),
+    ({"train.device": "gpu"}, "train.device: must be 'auto', 'cpu' or 'cuda', got 'gpu'"),
+    ({"train.precision": "fp16"}, "train.precision: must be 'auto', 'fp32' or 'bf16', got 'fp16'"),
+    ({"models.vgg": {"arch": "vgg16"}}, "models.vgg: unknown model (use resnet, efficientnet, alexnet)"),
+    ({"models.resnet.stem_stride": 2}, "models.resnet.stem_stride: unknown key"),  # an AlexNet-only option
+    ({"models.alexnet.stem_stride": 3}, "models.alexnet.stem_stride: must be 4 or 2, got 3"),
+    ({"models.resnet.epochs": None}, "models.resnet.epochs: must be a valid integer, got None"),
+    ({"clean.oversample": {"EOSINOPHIL": 0.5}}, "clean.oversample: factors must be numbers >= 1"),
+    ({"clean.oversample": {"BASO": 2}}, "clean.oversample: names unknown class(es) BASO"),
+    ({"data.synthetic.size": [640]}, "data.synthetic.size: list should have at least 2 items"),
+    ({"fetch.retries": 0}, "fetch.retries: must be greater than or equal to 1, got 0"),
+])
+def test_each_kind_of_problem_is_named_with_its_key_and_value(changes, message):
+    assert message in problems(changes)
+
+
+def test_missing_keys_and_sections_are_named():
+    assert "clean.margin: missing (add it" in problems({}, remove=["clean.margin"])
+    assert "explore: missing section" in problems({}, remove=["explore"])
+
+
+def test_every_problem_of_the_sections_is_reported_at_once():
+    message = problems({"train.epoch": 3, "train.lr": "ten", "models.resnet.arch": "resnet101"},
+                       sections=["train", "models.resnet"])
+    assert message.startswith("params.yaml: 3 problems: ") and "\n" not in message
+    assert "train.epoch" in message and "train.lr" in message and "models.resnet.arch" in message
+
+
+def test_a_stage_checks_only_its_own_sections():
+    schema.validate({**copy.deepcopy(PARAMS), "evaluate": {"tta": "maybe"}}, ["train", "models.resnet"])
+
+
+def test_a_stage_reports_every_problem_in_one_line_and_writes_nothing(project):
+    set_params(project, {"train": {"epoch": 3, "lr": "ten"}, "models": {"resnet": {"batch_size": 3.5}}})
+    result = run([sys.executable, "src/train.py", "resnet"], project, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: params.yaml: 3 problems: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (project / "models/resnet.pt").exists()
+
+
+def test_params_that_are_not_yaml_are_one_line(project):
+    (project / "params.yaml").write_text("train:\n  epochs: [3\n")
+    result = run([sys.executable, "src/fetch.py"], project, check=False)
+    assert result.returncode == 2 and "params.yaml: not valid YAML at line" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
