@@ -15,7 +15,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from bloodcells import cells, cleaning
+from bloodcells import cells, cleaning, images
 from bloodcells.atomic import atomic_dir, save_figure, write_json
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, require, stage_main
@@ -38,22 +38,21 @@ def check_params(p):
             f"clean.edge_cells must be one of {', '.join(cells.EDGE_CELLS)}, got {p['edge_cells']!r}")
 
 
-def prepare_images(frame, params, out_dir):
-    """Crop (or resize) every image once; returns the readable rows with their box, and the unreadable count."""
+def prepare_images(frame, params, out_dir, notes):
+    """Crop (or resize) every image once; returns the readable rows with their box, and the unreadable count.
+    What was converted or fixed on the way is appended to `notes`."""
     boxes, unreadable = [], 0
     for name in tqdm(frame["image"], desc="prepare images", unit="img", disable=None):
         path = RAW_DIR / "JPEGImages" / f"{name}.jpg"
         try:
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
-        except OSError as error:
+            image = images.open_rgb(path, notes)
+        except UserError as error:
             if not params["skip_corrupt"]:
-                raise UserError(f"{path}: cannot read image ({error}); replace the file "
-                                "or set clean.skip_corrupt: true to skip it")
+                raise UserError(f"{error}; replace the file or set clean.skip_corrupt: true to skip it") from None
             unreadable += 1
             continue
         box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / "Annotations" / f"{name}.xml",
-                                    params["fallback_box_size"])
+                                    params["fallback_box_size"], notes)
         if params["crop"] == "wbc":
             prepared = cells.square_crop(image, box, params["margin"], params["image_size"],
                                          params["edge_cells"], params["crop_side"])
@@ -95,13 +94,14 @@ def main():
     folds = params["data"]["folds"]
     check_params(p)
     labels_path = RAW_DIR / "labels.csv"
-    labels = cleaning.read_labels(labels_path)
+    notes = []
+    labels = cleaning.read_labels(labels_path, notes)
     raw_counts = cleaning.count_categories(labels)
     kept, dropped = cleaning.apply_rules(labels, RAW_DIR / "JPEGImages", p["drop_empty"], p["drop_multiple"],
                                          p["drop_classes"], p["drop_missing_images"], labels_path)
     with atomic_dir(CLEAN_DIR) as out:
         (out / "images").mkdir()
-        kept, dropped["corrupt_image"] = prepare_images(kept, p, out)
+        kept, dropped["corrupt_image"] = prepare_images(kept, p, out, notes)
         train, val, test = cleaning.split(kept, params["data"], p["test_size"], p["val_size"])
         train_resampled = cleaning.resample_train(train, p["neutrophil_drop_fraction"], p["oversample"], seed)
         for name, part in (("train", train_resampled), ("val", val), ("test", test)):
@@ -116,9 +116,12 @@ def main():
             "test": class_counts(test),
             "dropped": dropped,
             "box_source": {how: int((kept["box_source"] == how).sum()) for how in ("voc", "nucleus", "centre")},
+            "handled_input_problems": len(notes),
         }
         write_json(METRICS_FILE, summary)
         plot_distribution(raw_counts, summary["clean"])
+    if notes:  # handled, not rejected: said in one line
+        print(f"handled {len(notes)} input problem(s): " + " | ".join(notes))
     counts = ", ".join(f"{k} {v}" for k, v in summary["clean"].items())
     how = f"fold {params['data']['fold']} of {folds}" if folds else "random split"
     print(f"cleaned: {counts}; {how} (seed {seed}): train {len(train)} (resampled {len(train_resampled)}), "

@@ -2,7 +2,8 @@
 import numpy as np
 from PIL import Image
 
-from .voc import largest_box, read_boxes
+from .errors import UserError
+from .voc import fit_box, largest_box, read_boxes
 
 
 def nucleus_box(pixels, box_size, min_pixels=200):
@@ -16,10 +17,24 @@ def nucleus_box(pixels, box_size, min_pixels=200):
     return (cx - half, cy - half, cx + half, cy + half)
 
 
-def locate_wbc(pixels, voc_path, fallback_box_size):
-    """(box, how): the largest VOC 'WBC' box, else the stained nucleus, else the image centre."""
+def locate_wbc(pixels, voc_path, fallback_box_size, notes=None):
+    """(box, how): the largest VOC 'WBC' box, else the stained nucleus, else the image centre.
+
+    An annotation that cannot be read is passed over for the locators; a box partly outside the image
+    or with swapped corners is clipped and put in order, one wholly outside is passed over. Each such
+    case is appended to `notes` (a list) as one line."""
     if voc_path is not None and voc_path.is_file():
-        box = largest_box(read_boxes(voc_path))
+        height, width = pixels.shape[:2]
+        try:
+            boxes = read_boxes(voc_path)
+        except UserError as error:
+            boxes = []
+            _note(notes, f"{error} (the cell was located by its stain instead)")
+        fitted = [fit_box(box, width, height) for box in boxes]
+        if fitted != boxes:
+            _note(notes, f"{voc_path}: WBC box {boxes} lies partly or wholly outside the {width}x{height} image or "
+                         f"has swapped corners; used {[box for box in fitted if box]}")
+        box = largest_box([box for box in fitted if box])
         if box is not None:
             return box, "voc"
     box = nucleus_box(pixels, fallback_box_size)
@@ -28,6 +43,11 @@ def locate_wbc(pixels, voc_path, fallback_box_size):
     height, width = pixels.shape[:2]
     half = fallback_box_size // 2
     return (width // 2 - half, height // 2 - half, width // 2 + half, height // 2 + half), "centre"
+
+
+def _note(notes, line):
+    if notes is not None:
+        notes.append(line)
 
 
 EDGE_CELLS = ("shift", "pad")

@@ -14,24 +14,43 @@ def image_name(number):
     return f"BloodImage_{int(number):05d}"
 
 
-def read_labels(path):
-    """Kaggle's labels.csv (',Image,Category') as a frame with columns image, category."""
+def read_labels(path, notes=None):
+    """Kaggle's labels.csv (',Image,Category') as a frame with columns image, category. Repeated rows of an
+    image with the same label are dropped (said in `notes`); an image listed with two labels is an error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} not found; run the fetch stage first (dvc repro fetch)")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty; re-fetch it (dvc repro -f fetch) or fix data.source") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not a readable CSV file ({error}); re-fetch it")
     missing = [c for c in ("Image", "Category") if c not in frame.columns]
     require(not missing, f"{path}: missing column(s) {', '.join(missing)}; expected Kaggle's format ',Image,Category'")
+    require(len(frame) > 0, f"{path} has a header but no rows; re-fetch it or fix data.source")
     bad = frame.loc[~frame["Image"].str.strip().str.fullmatch(r"\d+"), "Image"]
     if not bad.empty:
         raise UserError(f"{path}: Image must be the image number, got {bad.iloc[0]!r} in row {bad.index[0] + 2}")
-    return pd.DataFrame({
+    labels = pd.DataFrame({
         "image": frame["Image"].map(image_name),
         "category": frame["Category"].str.upper().str.replace(" ", "", regex=False),
     })
+    return without_repeats(labels, path, notes)
+
+
+def without_repeats(labels, path, notes):
+    repeated = labels[labels.duplicated("image", keep=False)]
+    for image, rows in repeated.groupby("image", sort=True):
+        if rows["category"].nunique() > 1:
+            lines = ", ".join(str(i + 2) for i in rows.index)
+            raise UserError(f"{path}: {image} is listed with different labels "
+                            f"({' / '.join(rows['category'])}) on lines {lines}; keep the right one")
+    if not repeated.empty and notes is not None:
+        extra = int(labels.duplicated("image").sum())
+        notes.append(f"{path}: {extra} repeated row(s) of the same image and label dropped "
+                     f"(first: {repeated['image'].iloc[0]})")
+    return labels.drop_duplicates("image").reset_index(drop=True)
 
 
 def count_categories(frame):

@@ -14,9 +14,22 @@ def read_boxes(path, name="WBC"):
     boxes = []
     for obj in root.iter("object"):
         if (obj.findtext("name") or "").strip() == name:
-            bndbox = obj.find("bndbox")
-            boxes.append(tuple(int(float(bndbox.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")))
+            try:
+                bndbox = obj.find("bndbox")
+                boxes.append(tuple(int(float(bndbox.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")))
+            except (AttributeError, TypeError, ValueError):
+                raise UserError(f"{path}: a {name} object has no numeric bndbox xmin, ymin, xmax, ymax; fix or delete it")
     return boxes
+
+
+def fit_box(box, width, height):
+    """A box as it can be used on a width x height image: corners in order, clipped to the image; None when
+    nothing of it is left inside (wholly outside, or no area)."""
+    xmin, xmax = sorted((box[0], box[2]))
+    ymin, ymax = sorted((box[1], box[3]))
+    xmin, xmax = max(0, xmin), min(width, xmax)
+    ymin, ymax = max(0, ymin), min(height, ymax)
+    return (xmin, ymin, xmax, ymax) if xmax > xmin and ymax > ymin else None
 
 
 def largest_box(boxes):
