@@ -160,3 +160,33 @@ def test_kaggle_source_without_client_says_how_to_install(project):
     set_params(project, {"data": {"source": "kaggle"}})
     result = stage(project, "fetch", check=False)
     assert result.returncode == 2 and "pip install kaggle" in result.stderr
+
+
+def test_a_damaged_zip_is_one_line(dataset, tmp_path):
+    archive = kaggle_zip(dataset, tmp_path / "archive.zip")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])  # cut short
+    with pytest.raises(UserError, match="is not a readable zip archive .damaged or cut short.; download it again"):
+        sources.import_local(archive, tmp_path / "raw")
+
+
+def test_a_zip_with_a_damaged_member_is_one_line(dataset, tmp_path):
+    archive = kaggle_zip(dataset, tmp_path / "archive.zip")
+    data = bytearray(archive.read_bytes())
+    start = data.index(b"labels.csv") + 200  # inside the compressed members, before the directory at the end
+    data[start:start + 400] = bytes(400)
+    archive.write_bytes(bytes(data))
+    dest = tmp_path / "raw"
+    dest.mkdir()
+    with pytest.raises(UserError, match="damaged zip archive"):
+        sources.import_local(archive, dest)
+
+
+def test_an_unreadable_local_copy_is_one_line(dataset, tmp_path, monkeypatch):
+    def refuse(source, target):
+        raise PermissionError(13, "Permission denied", str(source))
+
+    monkeypatch.setattr(sources.shutil, "copyfile", refuse)  # tests run as root, where chmod 000 still reads
+    dest = tmp_path / "raw"
+    dest.mkdir()
+    with pytest.raises(UserError, match=r"cannot read .*labels.csv \(Permission denied\); check that it exists"):
+        sources.import_local(dataset, dest)

@@ -4,12 +4,14 @@ Every source writes the same layout, that of Kaggle's `dataset-master`:
 `JPEGImages/BloodImage_NNNNN.jpg`, `Annotations/BloodImage_NNNNN.xml` and `labels.csv`.
 """
 import hashlib
+import http.client
 import shutil
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -74,8 +76,15 @@ def verify_manifest(root, manifest):
                             f"upstream file changed: retry, or {ALTERNATIVES}")
 
 
+def backoff(attempt):
+    """Seconds to wait before try attempt + 1: 2, 4, 8, then 10."""
+    return min(2 ** attempt, 10)
+
+
 def download(url, dest, timeout, retries):
-    """Download `url` to `dest` with a progress bar, retrying with back-off."""
+    """Download `url` to `dest` with a progress bar; a stall, refused connection, server error or cut-short
+    file is retried `retries` times in all with back-off (a 4xx other than 408/429 is not: it will not change).
+    Nothing partial is kept."""
     last_error = None
     for attempt in range(1, retries + 1):
         try:
@@ -86,12 +95,22 @@ def download(url, dest, timeout, retries):
                     for block in iter(lambda: response.read(1 << 16), b""):
                         out.write(block)
                         bar.update(len(block))
+                if total is not None and out.tell() != total:
+                    raise http.client.IncompleteRead(b"", total - out.tell())
             return
-        except (urllib.error.URLError, OSError, TimeoutError) as error:
-            last_error = getattr(error, "reason", error)
-            if attempt < retries:
-                time.sleep(min(2 ** attempt, 10))
-    raise UserError(f"cannot download {url} ({last_error}) after {retries} tries; "
+        except urllib.error.HTTPError as error:
+            last_error = f"HTTP {error.code} {error.reason}"
+            if 400 <= error.code < 500 and error.code not in (408, 429):
+                Path(dest).unlink(missing_ok=True)
+                break
+        except http.client.IncompleteRead as error:
+            last_error = f"the connection closed {error.expected} bytes before the end"
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            last_error = getattr(error, "reason", None) or error or type(error).__name__
+        Path(dest).unlink(missing_ok=True)
+        if attempt < retries:
+            time.sleep(backoff(attempt))
+    raise UserError(f"cannot download {url} ({last_error}) after {attempt} tries; "
                     f"without network, {ALTERNATIVES}")
 
 
@@ -108,18 +127,32 @@ def extract_matching(archive, dest, wanted):
 
 
 def fetch_bccd(dest, urls, manifest_path, timeout=60, retries=3):
-    """Download the pinned BCCD archives and keep exactly the files of the manifest."""
+    """Download the pinned BCCD archives and keep exactly the files of the manifest. A download that does not
+    match the manifest (cut or changed on the way) is fetched again, `retries` times in all."""
     manifest = read_manifest(manifest_path)
+    for attempt in range(1, retries + 1):
+        try:
+            download_bccd(dest, urls, manifest, timeout, retries)
+            verify_manifest(dest, manifest)
+            return
+        except UserError as error:
+            if attempt == retries or str(error).startswith("cannot download"):
+                raise
+            for child in Path(dest).iterdir():  # start again from nothing
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            time.sleep(backoff(attempt))
+
+
+def download_bccd(dest, urls, manifest, timeout, retries):
     with tempfile.TemporaryDirectory() as downloads:
         for key, folder in (("images", "JPEGImages"), ("annotations", "Annotations")):
             archive = Path(downloads) / f"{key}.zip"
             download(urls[key], archive, timeout, retries)
             try:
                 extract_matching(archive, dest, {rel for rel in manifest if rel.startswith(folder + "/")})
-            except zipfile.BadZipFile:
-                raise UserError(f"{urls[key]} did not return a zip archive; retry, or {ALTERNATIVES}")
+            except (zipfile.BadZipFile, zlib.error, EOFError):
+                raise UserError(f"{urls[key]} did not return a readable zip archive; retry, or {ALTERNATIVES}")
         download(urls["labels"], Path(dest) / "labels.csv", timeout, retries)
-    verify_manifest(dest, manifest)
 
 
 def find_dataset_root(names):
@@ -138,6 +171,18 @@ def import_local(source, dest):
     if not path.exists():
         raise UserError(f"data.source: {source} does not exist; give a folder laid out like Kaggle's "
                         f"dataset-master or its zip, or one of {', '.join(KNOWN_SOURCES)}")
+    try:
+        copy_layout(path, dest)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise UserError(f"data.source: {path} is a damaged zip archive ({error}); download it again") from None
+    except OSError as error:
+        where = error.filename or path
+        raise UserError(f"data.source: cannot read {where} ({error.strerror or error}); check that it exists "
+                        "and that you may read it") from None
+    (dest / "Annotations").mkdir(exist_ok=True)
+
+
+def copy_layout(path, dest):
     if path.is_dir():
         names = [p.relative_to(path).as_posix() for p in path.rglob("labels.csv")]
         root = find_dataset_root(names)
@@ -165,9 +210,10 @@ def import_local(source, dest):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zipped.open(name) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
+    elif path.suffix.lower() == ".zip":
+        raise UserError(f"data.source: {path} is not a readable zip archive (damaged or cut short); download it again")
     else:
         raise UserError(f"data.source: {path} is neither a folder nor a zip archive")
-    (dest / "Annotations").mkdir(exist_ok=True)
 
 
 def _in_layout(rel):
