@@ -25,7 +25,7 @@ from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.evaluation_plots import plot_errors, plot_reliability, plot_roc
 from bloodcells.metrics import classification_metrics, micro_roc_curve
-from bloodcells.models import alexnet_options, build_model
+from bloodcells.models import ARCHS, alexnet_options, build_model
 from bloodcells.params import load_params
 from bloodcells.training import predict_probabilities, seed_everything
 
@@ -36,13 +36,27 @@ PREDICTIONS_DIR = METRICS_DIR / "predictions"  # small text kept in git (cache: 
 
 def load_checkpoint(name):
     path = Path("models") / f"{name}.pt"
+    retrain = f"retrain it (dvc repro -f train_{name})"
     if not path.is_file():
         raise UserError(f"{path} not found; train it first (dvc repro train_{name})")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises several types for a cut or foreign file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(f"{path}: cannot read it as a checkpoint ({type(error).__name__}: {reason}); {retrain}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"{path} is not a checkpoint of this project (no state_dict); {retrain}")
+    if checkpoint.get("model") != name or checkpoint.get("arch") not in ARCHS[name]:
+        raise UserError(f"{path} holds a {checkpoint.get('arch')} model ({checkpoint.get('model')}), not one of "
+                        f"{', '.join(ARCHS[name])}; {retrain}")
     if list(checkpoint.get("classes", [])) != list(CLASSES):
-        raise UserError(f"{path} was trained with classes {checkpoint.get('classes')}, not {list(CLASSES)}; retrain it")
+        raise UserError(f"{path} was trained with classes {checkpoint.get('classes')}, not {list(CLASSES)}; {retrain}")
     model = build_model(name, checkpoint["arch"], checkpoint["image_size"], **alexnet_options(checkpoint))
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"{path}: its weights do not fit {checkpoint['arch']} ({str(error).splitlines()[0]}); "
+                        f"{retrain}") from None
     return model.eval(), checkpoint
 
 

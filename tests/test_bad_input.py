@@ -141,3 +141,46 @@ def test_a_clipped_box_is_used_inside_the_image(fetched):
 def test_a_stage_run_from_elsewhere_says_where_to_run_it(tmp_path):
     result = run([sys.executable, str(__import__("conftest").ROOT / "src/clean.py")], tmp_path, check=False)
     assert "params.yaml not found: run the stage from the project root" in one_line_error(result)
+
+
+def test_bad_checkpoints_handed_to_evaluate_are_one_line_and_write_no_metrics(project):
+    run(["dvc", "repro", "train_resnet", "train_efficientnet", "train_alexnet"], project)
+    model = project / "models/resnet.pt"
+    good = model.read_bytes()
+    import torch
+    checkpoint = torch.load(model, weights_only=False)
+    cases = {
+        "cut short": (lambda: model.write_bytes(good[: len(good) // 2]), "cannot read it as a checkpoint"),
+        "not a checkpoint": (lambda: torch.save([1, 2, 3], model), "is not a checkpoint of this project"),
+        "another class order": (lambda: torch.save({**checkpoint, "classes": checkpoint["classes"][::-1]}, model),
+                                "was trained with classes"),
+        "another arch": (lambda: model.write_bytes((project / "models/alexnet.pt").read_bytes()),
+                         "holds a alexnet model (alexnet), not one of resnet18"),
+        "weights of another shape": (lambda: torch.save({**checkpoint, "arch": "resnet34"}, model),
+                                     "its weights do not fit resnet34"),
+    }
+    for case, (spoil, message) in cases.items():
+        spoil()
+        error = one_line_error(stage(project, "evaluate", check=False))
+        assert message in error and "dvc repro -f train_resnet" in error, case
+        assert not list((project / "metrics").glob("evaluate/*.json")), case
+        model.write_bytes(good)
+    stage(project, "evaluate")  # and with the good file back, it runs
+
+
+@pytest.mark.parametrize("weights, message", [
+    (b"not a state dict", "cannot read weights/resnet/start.pt as a PyTorch state dict"),
+    ("alexnet", "does not fit this arch"),
+])
+def test_bad_starting_weights_are_one_line(fetched, weights, message):
+    import torch
+    from bloodcells.models import build_model
+    stage(fetched, "clean")
+    path = fetched / "weights/resnet/start.pt"
+    if weights == "alexnet":
+        torch.save(build_model("alexnet", "alexnet", 80).state_dict(), path)
+    else:
+        path.write_bytes(weights)
+    __import__("conftest").set_params(fetched, {"models": {"resnet": {"weights": "weights/resnet/start.pt"}}})
+    error = one_line_error(stage(fetched, "train", "resnet", check=False))
+    assert message in error and not (fetched / "models/resnet.pt").exists()

@@ -34,7 +34,8 @@ def stage_main(func):
             return func(*args, **kwargs)
         except UserError as error:
             discard_written()
-            print(f"error: {error}", file=sys.stderr)
+            print("error: " + " ".join(line.strip() for line in str(error).splitlines() if line.strip()),
+                  file=sys.stderr)  # one line, even where a library's message had several
             sys.exit(2)
         except KeyboardInterrupt:
             discard_written()

@@ -153,7 +153,8 @@ def load_weights(model, path, name):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise UserError(f"models.{name}.weights: cannot read {path} as a PyTorch state dict ({error})")
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"models.{name}.weights: cannot read {path} as a PyTorch state dict ({reason})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     own = model.state_dict()
     key = "classifier.1.weight"  # AlexNet: a stock 6x6-head state dict for a 1x1-pooled model
