@@ -10,7 +10,7 @@ import torch
 from dvclive import Live
 
 from bloodcells import data
-from bloodcells.atomic import atomic_file
+from bloodcells.atomic import atomic_file, discard_on_failure
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.models import ARCHS, alexnet_options, build_model, check_arch
@@ -72,6 +72,7 @@ def main():
         mean, std = data.IMAGENET_MEAN, data.IMAGENET_STD
     else:
         mean, std = data.channel_stats(train_images)
+    discard_on_failure(f"metrics/train/{name}")  # DVCLive writes it epoch by epoch: all or nothing
     with Live(dir=f"metrics/train/{name}", dvcyaml=None, save_dvc_exp=False, report=None) as live:
         state, summary = train_model(model, (train_images, train_labels), (val_images, val_labels),
                                      cfg, live, device, mean, std)

@@ -46,6 +46,7 @@ def test_sigterm_during_training_keeps_no_model_and_the_next_repro_completes(pro
     training.send_signal(signal.SIGTERM)
     assert training.wait(timeout=60) == 143 and "terminated" in training.stderr.read()
     assert not (project / "models/resnet.pt").exists() and not list(project.rglob("*.tmp"))
+    assert not (project / "metrics/train/resnet").exists()  # DVCLive's half-written record goes too
     set_params(project, {"models": {"resnet": {"epochs": 1}}})
     run(["dvc", "repro"], project)
     assert (project / "models/resnet.pt").is_file()

@@ -46,6 +46,12 @@ def atomic_dir(path):
             shutil.rmtree(tmp)
 
 
+def discard_on_failure(path):
+    """Count `path`, written by a library rather than through this module (DVCLive's folder), as an output to
+    remove if the stage fails or is stopped."""
+    _written.append(Path(path))
+
+
 def discard_written():
     """Remove every output this process wrote; returns how many."""
     removed = 0
