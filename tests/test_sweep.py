@@ -118,3 +118,24 @@ def test_bad_sweep_arguments_are_one_line_before_any_run(args, message, tmp_path
     result = run([sys.executable, str(ROOT / "src/sweep.py"), *args], tmp_path, check=False)
     assert result.returncode != 0 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_wait_follows_the_queue_shows_a_failed_runs_log_and_returns_every_outcome(monkeypatch, capsys):
+    states = iter([({"a": "Queued", "b": "Queued"}, 1), ({"a": "Running", "b": "Queued"}, 1),
+                   ({"a": "Success", "b": "Running"}, 1), ({"a": "Success", "b": "Failed"}, 0)])
+    monkeypatch.setattr(exp_queue, "queue_status", lambda: next(states))
+    monkeypatch.setattr(exp_queue, "log_tail", lambda name: f"error: the log of {name}")
+    monkeypatch.setattr(exp_queue.time, "sleep", lambda seconds: None)
+    assert exp_queue.wait(["a", "b"], started=0.0) == {"a": "Success", "b": "Failed"}
+    shown = capsys.readouterr()
+    output = shown.out + shown.err
+    assert "a: success after" in output and "b: failed after" in output and "error: the log of b" in output
+
+
+def test_wait_stops_when_no_worker_is_left_for_queued_runs(monkeypatch):
+    monkeypatch.setattr(exp_queue, "queue_status", lambda: ({"a": "Queued"}, 0))
+    monkeypatch.setattr(exp_queue.time, "sleep", lambda seconds: None)
+    clock = iter(range(0, 1000, 30))
+    monkeypatch.setattr(exp_queue.time, "perf_counter", lambda: next(clock))
+    with pytest.raises(sweep.UserError, match="wait in the queue but no DVC queue worker is running"):
+        exp_queue.wait(["a"], started=0.0)
