@@ -218,8 +218,9 @@ def run_settings(args, params):
     given = {assignment.split("=")[0].strip(): assignment.split("=", 1)[1].strip() for assignment in sets}
     source = str(given.get("data.source", params["data"]["source"]))
     if source not in ("bccd", "kaggle", "synthetic") and not Path(source).is_absolute():
-        sets = [s for s in sets if not s.startswith("data.source")] + [f"data.source={Path(source).resolve()}"]
-        print(f"data.source {source} is relative; queued runs get {Path(source).resolve()}")
+        absolute = Path(source).expanduser().resolve()
+        sets = [s for s in sets if not s.startswith("data.source")] + [f"data.source={absolute}"]
+        print(f"data.source {source} is relative; queued runs get {absolute}")
     if args.jobs > 1 and "train.threads" not in given:
         threads = max(1, (os.cpu_count() or 1) // args.jobs)
         sets.append(f"train.threads={threads}")
