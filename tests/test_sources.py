@@ -190,3 +190,23 @@ def test_an_unreadable_local_copy_is_one_line(dataset, tmp_path, monkeypatch):
     dest.mkdir()
     with pytest.raises(UserError, match=r"cannot read .*labels.csv \(Permission denied\); check that it exists"):
         sources.import_local(dataset, dest)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda copy: (copy / "JPEGImages/BloodImage_00001.jpg").unlink() or
+     (copy / "JPEGImages/BloodImage_00001.jpg").symlink_to(copy / "gone.jpg"),
+     "data.source: cannot read"),  # a dangling link: a file that is listed but cannot be read
+    ("zip", "is not a readable zip archive (damaged or cut short); download it again"),
+])
+def test_fetch_stage_with_an_unreadable_copy_is_one_line_and_keeps_nothing(project, dataset, tmp_path, spoil, message):
+    source = dataset
+    if spoil == "zip":
+        source = kaggle_zip(dataset, tmp_path / "archive.zip")
+        source.write_bytes(source.read_bytes()[:1000])
+    else:
+        spoil(dataset)
+    set_params(project, {"data": {"source": str(source)}})
+    result = stage(project, "fetch", check=False)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (project / "data/raw").exists() and not list((project / "data").glob(".raw.*"))
