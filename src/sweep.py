@@ -184,6 +184,8 @@ def parse_args():
                         help="DVC queue workers running experiments at once (each trains with train.threads = "
                              "cores / jobs unless -S train.threads=... is given)")
     parser.add_argument("--report-only", action="store_true", help=f"recompute the report from {PREDICTIONS}")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="queue nothing: collect the finished experiments of these arguments and report")
     args = parser.parse_args()
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
@@ -243,23 +245,25 @@ def main():
     sets = run_settings(args, params)
     runs = {experiment_name(args.folds, *run): run for run in planned_runs(args.folds, args.seeds, args.train_seeds)}
     started = time.perf_counter()
-    for name, run in runs.items():
-        exp_queue.queue(experiment_args(args.folds, *run, sets), name)
-    print(f"queued {len(runs)} experiments; starting {args.jobs} DVC queue worker(s) "
-          "(`dvc queue status`, `dvc queue logs NAME` from another shell)", flush=True)
-    exp_queue.start_workers(args.jobs)
-    outcome = exp_queue.wait(list(runs), started)
-    failed = [name for name, state in outcome.items() if state != "Success"]
-    if failed:
-        raise UserError(f"{len(failed)} of {len(runs)} experiments failed ({', '.join(failed)}; logs above and in "
-                        "`dvc queue logs NAME`); fix the cause and re-run the sweep")
+    if not args.collect_only:
+        for name, run in runs.items():
+            exp_queue.queue(experiment_args(args.folds, *run, sets), name)
+        print(f"queued {len(runs)} experiments; starting {args.jobs} DVC queue worker(s) "
+              "(`dvc queue status`, `dvc queue logs NAME` from another shell)", flush=True)
+        exp_queue.start_workers(args.jobs)
+        outcome = exp_queue.wait(list(runs), started)
+        failed = [name for name, state in outcome.items() if state != "Success"]
+        if failed:
+            raise UserError(f"{len(failed)} of {len(runs)} experiments failed ({', '.join(failed)}; logs above and "
+                            "in `dvc queue logs NAME`); fix the cause and re-run the sweep")
     predictions = pd.concat([collect_predictions(name, models, *run) for name, run in runs.items()],
                             ignore_index=True)
     with atomic_file(PREDICTIONS) as tmp:
         predictions.to_csv(tmp, index=False)
     description = describe(args.folds, args.seeds, args.train_seeds, sets)
     minutes = (time.perf_counter() - started) / 60
-    write_report(predictions, f"{description} {len(runs)} runs, {args.jobs} worker(s), {minutes:.0f} min.")
+    how = "collected" if args.collect_only else f"{args.jobs} worker(s), {minutes:.0f} min"
+    write_report(predictions, f"{description} {len(runs)} runs, {how}.")
 
 
 if __name__ == "__main__":

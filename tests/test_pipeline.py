@@ -131,6 +131,9 @@ def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions
     (project / "metrics/sweep.md").unlink()
     run([sys.executable, "src/sweep.py", "--report-only"], project)
     assert json.loads((project / "metrics/sweep.json").read_text())["pairs"] == sweep["pairs"]
+    (project / "metrics/sweep_predictions.csv").unlink()  # the experiments alone give the same report
+    run([sys.executable, "src/sweep.py", "--folds", "2", "--jobs", "2", "--collect-only"], project)
+    assert pd.read_csv(project / "metrics/sweep_predictions.csv").equals(predictions)
 
 
 def test_a_failed_sweep_run_shows_its_log_and_fails_the_sweep(project):

@@ -135,7 +135,16 @@ def test_wait_follows_the_queue_shows_a_failed_runs_log_and_returns_every_outcom
 def test_wait_stops_when_no_worker_is_left_for_queued_runs(monkeypatch):
     monkeypatch.setattr(exp_queue, "queue_status", lambda: ({"a": "Queued"}, 0))
     monkeypatch.setattr(exp_queue.time, "sleep", lambda seconds: None)
-    clock = iter(range(0, 1000, 30))
+    clock = iter(range(0, 10000, 30))
     monkeypatch.setattr(exp_queue.time, "perf_counter", lambda: next(clock))
-    with pytest.raises(sweep.UserError, match="wait in the queue but no DVC queue worker is running"):
+    with pytest.raises(sweep.UserError, match="wait in the queue but no DVC queue worker has run for 10 min"):
         exp_queue.wait(["a"], started=0.0)
+
+
+def test_wait_trusts_a_running_experiment_whose_busy_worker_does_not_answer(monkeypatch):
+    states = iter([({"a": "Running"}, 0)] * 40 + [({"a": "Success"}, 0)])  # DVC reports 0 workers while one runs
+    monkeypatch.setattr(exp_queue, "queue_status", lambda: next(states))
+    monkeypatch.setattr(exp_queue.time, "sleep", lambda seconds: None)
+    clock = iter(range(0, 10000, 30))
+    monkeypatch.setattr(exp_queue.time, "perf_counter", lambda: next(clock))
+    assert exp_queue.wait(["a"], started=0.0) == {"a": "Success"}

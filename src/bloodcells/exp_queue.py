@@ -60,7 +60,7 @@ def log_tail(name, lines=30):
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def wait(names, started, poll_seconds=5, no_worker_grace=60):
+def wait(names, started, poll_seconds=5, no_worker_grace=600):
     """Follow the queued experiments until each has succeeded or failed: a progress bar, one line per finished run,
     the end of a failed run's log (`started`: time.perf_counter() at the sweep's start). Returns {name: status}. Ctrl-C stops the sweep's runs (dvc queue kill/remove)."""
     seen, running_since = {}, {}
@@ -88,11 +88,13 @@ def wait(names, started, poll_seconds=5, no_worker_grace=60):
                 pending = [name for name in names if seen[name] not in DONE]
                 if not pending:
                     return seen
-                last_worker_seen = now if workers else last_worker_seen
+                # a busy worker may not answer DVC's status call: only queued runs with none running count
+                running = any(seen[name] == "Running" for name in pending)
+                last_worker_seen = now if workers or running else last_worker_seen
                 if now - last_worker_seen > no_worker_grace:
-                    raise UserError(f"{len(pending)} experiments wait in the queue but no DVC queue worker is running; "
-                                    "start one with `dvc queue start` (the sweep's results are collected when you "
-                                    "re-run it) or remove them with `dvc queue remove --queued`")
+                    raise UserError(f"{len(pending)} experiments wait in the queue but no DVC queue worker has run "
+                                    f"for {no_worker_grace // 60:.0f} min; start one with `dvc queue start`, then "
+                                    "collect the results with the same sweep command and --collect-only")
                 time.sleep(poll_seconds)
     except KeyboardInterrupt:
         pending = [name for name in names if seen.get(name) not in DONE]
