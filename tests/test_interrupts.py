@@ -26,11 +26,18 @@ main()
 """
 
 
+def default_signals():
+    """A shell starts background jobs with Ctrl-C ignored, and Python then keeps it ignored; a terminal's
+    foreground command, which this test stands for, has it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("name, code, message", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
 def test_a_signal_half_way_leaves_no_output_and_no_temporary_file(tmp_path, name, code, message):
     script = tmp_path / "stage.py"
     script.write_text(STOPPED_HALF_WAY.replace("{signal}", name))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                            preexec_fn=default_signals)
     assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
     assert list((tmp_path / "out").iterdir()) == []  # neither the finished output nor the temporary folder
 
