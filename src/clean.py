@@ -1,9 +1,12 @@
 """Stage clean: apply the cleaning rules, split, crop the white cells, write data/clean/.
 
 Outputs: data/clean/{train,val,test}.csv (image, label, box), data/clean/images/*.png
-(square crops, decoded once here so training never decodes a JPEG), metrics/data.json
-and plots/clean/class_distribution.png.
+(square crops, decoded once here so training never decodes a JPEG), data/clean/crop.json (how the crops
+were cut, which training stores in each model so that predict cuts new photographs the same way),
+metrics/data.json, metrics/locator.json (the stain locator against every annotated box) and
+plots/clean/class_distribution.png.
 """
+import json
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +18,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from bloodcells import cells, cleaning, images
+from bloodcells import cells, cleaning, images, locator
 from bloodcells.atomic import atomic_dir, save_figure, write_json
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, require, stage_main
@@ -24,10 +27,13 @@ from bloodcells.params import load_params
 RAW_DIR = Path("data/raw")
 CLEAN_DIR = Path("data/clean")
 METRICS_FILE = Path("metrics/data.json")
+LOCATOR_FILE = Path("metrics/locator.json")
+CROP_KEYS = ("locator", "crop", "margin", "crop_side", "edge_cells", "fallback_box_size", "image_size")
 PLOT_FILE = Path("plots/clean/class_distribution.png")
 
 
 def check_params(p):
+    require(p["locator"] in cells.LOCATORS, f"clean.locator must be one of {', '.join(cells.LOCATORS)}, got {p['locator']!r}")
     require(p["crop"] in ("wbc", "none"), f"clean.crop must be 'wbc' or 'none', got {p['crop']!r}")
     require(isinstance(p["image_size"], int) and 32 <= p["image_size"] <= 1024,
             f"clean.image_size must be an integer in [32, 1024], got {p['image_size']!r}")
@@ -52,7 +58,7 @@ def prepare_images(frame, params, out_dir, notes):
             unreadable += 1
             continue
         box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / "Annotations" / f"{name}.xml",
-                                    params["fallback_box_size"], notes)
+                                    params["fallback_box_size"], notes, params["locator"])
         if params["crop"] == "wbc":
             prepared = cells.square_crop(image, box, params["margin"], params["image_size"],
                                          params["edge_cells"], params["crop_side"])
@@ -62,6 +68,23 @@ def prepare_images(frame, params, out_dir, notes):
         boxes.append((name, *box, how))
     boxes = pd.DataFrame(boxes, columns=["image", "xmin", "ymin", "xmax", "ymax", "box_source"])
     return frame.merge(boxes, on="image"), unreadable
+
+
+def measure_locator(raw_dir):
+    """The stain locator against the VOC WBC box of every photograph that has one (labelled or not)."""
+    ious = []
+    annotations = sorted((raw_dir / "Annotations").glob("*.xml"))
+    for voc_path in tqdm(annotations, desc="measure locator", unit="img", disable=None):
+        path = raw_dir / "JPEGImages" / f"{voc_path.stem}.jpg"
+        try:
+            pixels = np.asarray(images.open_rgb(path))
+        except UserError:
+            continue  # unreadable or missing photographs are counted by the cleaning rules
+        box = cells.annotated_box(voc_path, pixels.shape[1], pixels.shape[0])
+        if box is not None:
+            found = locator.stain_box(pixels)
+            ious.append(locator.iou(found, box) if found else 0.0)
+    return locator.agreement(ious)
 
 
 def class_counts(frame):
@@ -106,6 +129,7 @@ def main():
         train_resampled = cleaning.resample_train(train, p["neutrophil_drop_fraction"], p["oversample"], seed)
         for name, part in (("train", train_resampled), ("val", val), ("test", test)):
             part.to_csv(out / f"{name}.csv", index=False)
+        (out / "crop.json").write_text(json.dumps({key: p[key] for key in CROP_KEYS}, indent=2) + "\n")
         summary = {
             "split": {"folds": folds, "fold": params["data"]["fold"] if folds else None, "seed": seed},
             "raw": raw_counts,
@@ -115,13 +139,18 @@ def main():
             "val": class_counts(val),
             "test": class_counts(test),
             "dropped": dropped,
-            "box_source": {how: int((kept["box_source"] == how).sum()) for how in ("voc", "nucleus", "centre")},
+            "box_source": {how: int((kept["box_source"] == how).sum()) for how in ("voc", "stain", "centre")},
             "handled_input_problems": len(notes),
         }
         write_json(METRICS_FILE, summary)
+        located = measure_locator(RAW_DIR)
+        write_json(LOCATOR_FILE, located)
         plot_distribution(raw_counts, summary["clean"])
     if notes:  # handled, not rejected: said in one line
         print(f"handled {len(notes)} input problem(s): " + " | ".join(notes))
+    if located["images"]:
+        print(f"stain locator against {located['images']} annotated boxes: IoU >= 0.5 in "
+              f"{located['iou_at_least_0.5']:.1%}, median IoU {located['median_iou']:.3f}")
     counts = ", ".join(f"{k} {v}" for k, v in summary["clean"].items())
     how = f"fold {params['data']['fold']} of {folds}" if folds else "random split"
     print(f"cleaned: {counts}; {how} (seed {seed}): train {len(train)} (resampled {len(train_resampled)}), "

@@ -62,14 +62,15 @@ def test_synthetic_data_is_learnable_by_a_small_cnn():
     assert accuracy >= 0.6, f"a small CNN reached only {accuracy:.2f} (chance is 0.25)"
 
 
-def test_locate_wbc_prefers_largest_voc_box_then_nucleus_then_centre(tmp_path):
+def test_locate_wbc_prefers_largest_voc_box_then_stain_then_centre(tmp_path):
     pixels = np.full((120, 160, 3), 220, np.uint8)
     xml = tmp_path / "a.xml"
     write_voc(xml, "a.jpg", (160, 120), [("WBC", (10, 10, 20, 20)), ("RBC", (0, 0, 100, 100)),
                                          ("WBC", (50, 40, 110, 100))])
     assert cells.locate_wbc(pixels, xml, 40) == ((50, 40, 110, 100), "voc")
-    pixels[60:81, 100:121] = (100, 40, 160)  # a violet nucleus centred on (110, 70)
-    assert cells.locate_wbc(pixels, tmp_path / "none.xml", 40) == ((90, 50, 130, 90), "nucleus")
+    pixels[60:80, 100:120] = (100, 40, 160)  # a violet nucleus, 20 px wide, centred on (110, 70)
+    assert cells.locate_wbc(pixels, tmp_path / "none.xml", 40) == ((96, 56, 124, 84), "stain")  # grown 1.35x
+    assert cells.locate_wbc(pixels, xml, 40, locator="stain") == ((96, 56, 124, 84), "stain")  # box ignored
     assert cells.locate_wbc(np.full((120, 160, 3), 220, np.uint8), None, 40) == ((60, 40, 100, 80), "centre")
 
 
@@ -174,4 +175,7 @@ def test_real_bccd_copy_cleans_to_347_images(project):
     summary = json.loads((project / "metrics/data.json").read_text())
     assert summary["clean"] == {"NEUTROPHIL": 206, "EOSINOPHIL": 88, "LYMPHOCYTE": 33, "MONOCYTE": 20, "total": 347}
     assert summary["test"]["total"] == 70  # fold 0 of 5
-    assert summary["box_source"]["voc"] + summary["box_source"]["nucleus"] == 347
+    assert summary["box_source"]["voc"] + summary["box_source"]["stain"] == 347
+    located = json.loads((project / "metrics/locator.json").read_text())
+    assert located["images"] == 358  # every photograph with a WBC box, labelled or not
+    assert located["iou_at_least_0.5"] > 0.9  # a guard against a broken locator, far below the measured figure

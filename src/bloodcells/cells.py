@@ -3,44 +3,43 @@ import numpy as np
 from PIL import Image
 
 from .errors import UserError
+from .locator import stain_box
 from .voc import fit_box, largest_box, read_boxes
 
 
-def nucleus_box(pixels, box_size, min_pixels=200):
-    """Fallback locator: a box around the violet-stained nucleus (blue - green > 60, red < 150)."""
-    rgb = pixels.astype(np.int16)
-    mask = (rgb[..., 2] - rgb[..., 1] > 60) & (rgb[..., 0] < 150)
-    if mask.sum() < min_pixels:
+LOCATORS = ("voc", "stain")
+
+
+def annotated_box(voc_path, width, height, notes=None):
+    """The largest VOC 'WBC' box of `voc_path`, fitted to the image; None when there is no usable one.
+
+    An annotation that cannot be read is passed over; a box partly outside the image or with swapped corners is
+    clipped and put in order, one wholly outside is passed over. Each such case is appended to `notes` as a line."""
+    if voc_path is None or not voc_path.is_file():
         return None
-    ys, xs = np.nonzero(mask)
-    cx, cy, half = int(np.median(xs)), int(np.median(ys)), box_size // 2
-    return (cx - half, cy - half, cx + half, cy + half)
+    try:
+        boxes = read_boxes(voc_path)
+    except UserError as error:
+        _note(notes, f"{error} (the cell was located by its stain instead)")
+        return None
+    fitted = [fit_box(box, width, height) for box in boxes]
+    if fitted != boxes:
+        _note(notes, f"{voc_path}: WBC box {boxes} lies partly or wholly outside the {width}x{height} image or "
+                     f"has swapped corners; used {[box for box in fitted if box]}")
+    return largest_box([box for box in fitted if box])
 
 
-def locate_wbc(pixels, voc_path, fallback_box_size, notes=None):
-    """(box, how): the largest VOC 'WBC' box, else the stained nucleus, else the image centre.
-
-    An annotation that cannot be read is passed over for the locators; a box partly outside the image
-    or with swapped corners is clipped and put in order, one wholly outside is passed over. Each such
-    case is appended to `notes` (a list) as one line."""
-    if voc_path is not None and voc_path.is_file():
-        height, width = pixels.shape[:2]
-        try:
-            boxes = read_boxes(voc_path)
-        except UserError as error:
-            boxes = []
-            _note(notes, f"{error} (the cell was located by its stain instead)")
-        fitted = [fit_box(box, width, height) for box in boxes]
-        if fitted != boxes:
-            _note(notes, f"{voc_path}: WBC box {boxes} lies partly or wholly outside the {width}x{height} image or "
-                         f"has swapped corners; used {[box for box in fitted if box]}")
-        box = largest_box([box for box in fitted if box])
+def locate_wbc(pixels, voc_path, fallback_box_size, notes=None, locator="voc"):
+    """(box, how): with locator 'voc' the largest VOC 'WBC' box, else (and with 'stain' always) the box of the
+    stained nucleus (locator.stain_box), else a fallback_box_size square at the image centre."""
+    height, width = pixels.shape[:2]
+    if locator == "voc":
+        box = annotated_box(voc_path, width, height, notes)
         if box is not None:
             return box, "voc"
-    box = nucleus_box(pixels, fallback_box_size)
+    box = stain_box(pixels)
     if box is not None:
-        return box, "nucleus"
-    height, width = pixels.shape[:2]
+        return box, "stain"
     half = fallback_box_size // 2
     return (width // 2 - half, height // 2 - half, width // 2 + half, height // 2 + half), "centre"
 

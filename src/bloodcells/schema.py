@@ -100,6 +100,7 @@ class Clean(Section):
     val_size: Annotated[float, Field(strict=True, gt=0, lt=0.5)]
     neutrophil_drop_fraction: at_least(0, below=1)
     oversample: Annotated[Any, AfterValidator(oversample_rule)]
+    locator: Literal["voc", "stain"]
     crop: Literal["wbc", "none"]
     margin: at_least(0)
     crop_side: Optional[Annotated[int, Field(strict=True, ge=16)]]
