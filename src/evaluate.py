@@ -16,48 +16,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from bloodcells import data
 from bloodcells.atomic import atomic_file, save_figure, write_json
 from bloodcells.classes import CLASSES
-from bloodcells.errors import UserError, stage_main
+from bloodcells.errors import stage_main
 from bloodcells.evaluation_plots import plot_errors, plot_reliability, plot_roc
 from bloodcells.metrics import classification_metrics, micro_roc_curve
-from bloodcells.models import ARCHS, alexnet_options, build_model
+from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities
 from bloodcells.params import load_params
-from bloodcells.training import predict_probabilities, seed_everything
+from bloodcells.training import seed_everything
 
 METRICS_DIR = Path("metrics/evaluate")
 PLOTS_DIR = Path("plots/evaluate")
 PREDICTIONS_DIR = METRICS_DIR / "predictions"  # small text kept in git (cache: false), unlike the pictures
-
-
-def load_checkpoint(name):
-    path = Path("models") / f"{name}.pt"
-    retrain = f"retrain it (dvc repro -f train_{name})"
-    if not path.is_file():
-        raise UserError(f"{path} not found; train it first (dvc repro train_{name})")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises several types for a cut or foreign file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UserError(f"{path}: cannot read it as a checkpoint ({type(error).__name__}: {reason}); {retrain}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"{path} is not a checkpoint of this project (no state_dict); {retrain}")
-    if checkpoint.get("model") != name or checkpoint.get("arch") not in ARCHS[name]:
-        raise UserError(f"{path} holds a {checkpoint.get('arch')} model ({checkpoint.get('model')}), not one of "
-                        f"{', '.join(ARCHS[name])}; {retrain}")
-    if list(checkpoint.get("classes", [])) != list(CLASSES):
-        raise UserError(f"{path} was trained with classes {checkpoint.get('classes')}, not {list(CLASSES)}; {retrain}")
-    model = build_model(name, checkpoint["arch"], checkpoint["image_size"], **alexnet_options(checkpoint))
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise UserError(f"{path}: its weights do not fit {checkpoint['arch']} ({str(error).splitlines()[0]}); "
-                        f"{retrain}") from None
-    return model.eval(), checkpoint
 
 
 def plot_confusion(matrix, name, accuracy):
@@ -94,8 +67,8 @@ def main():
     timing, results = {}, {}
     actual = labels.numpy()
     for name in params["models"]:
-        model, checkpoint = load_checkpoint(name)
-        test_images = data.resize(images, checkpoint["image_size"])
+        model, checkpoint = load_checkpoint(Path("models") / f"{name}.pt", name)
+        test_images = model_inputs(images, checkpoint)
         started = time.perf_counter()
         probabilities = predict_probabilities(model, test_images, checkpoint["mean"], checkpoint["std"],
                                               batch_size=settings["batch_size"], tta=settings["tta"])

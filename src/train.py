@@ -34,8 +34,8 @@ def model_config(params, name):
     return cfg
 
 
-def save_checkpoint(path, model, cfg, mean, std):
-    """Weights and what inference needs, nothing that varies from run to run (the wall-clock summary lives in
+def save_checkpoint(path, model, cfg, mean, std, crop):
+    """Weights and what inference needs (with how the clean stage cut the crops, for predict), nothing that varies from run to run (the wall-clock summary lives in
     metrics/train/<model>/metrics.json), so the same inputs give a byte-identical file and DVC hash."""
     checkpoint = {
         "state_dict": model.state_dict(),
@@ -46,6 +46,7 @@ def save_checkpoint(path, model, cfg, mean, std):
         **alexnet_options(cfg),
         "mean": mean,
         "std": std,
+        "crop": crop,
     }
     with atomic_file(path) as tmp, open(tmp, "wb") as handle:
         torch.save(checkpoint, handle)  # a file object: a path would put the random temporary name in the zip
@@ -62,6 +63,7 @@ def main():
     seed_everything(cfg["seed"])
     model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
                         **alexnet_options(cfg))
+    crop = data.read_crop_settings()
     train_images, train_labels, _ = data.load_split("train")
     val_images, val_labels, _ = data.load_split("val", require_all_classes=False)
     if cfg["image_size"] > train_images.shape[-1]:
@@ -80,7 +82,7 @@ def main():
         summary["parameters"] = sum(p.numel() for p in model.parameters())
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
-    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std)
+    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std, crop)
     print(f"{name}: kept epoch {summary['selected_epoch']} (val accuracy {summary['selected_val_accuracy']:.3f}; "
           f"best {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}), "
           f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s -> {MODEL_DIR / name}.pt")

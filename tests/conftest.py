@@ -56,6 +56,10 @@ def git(cwd, *args):
 @pytest.fixture
 def project(tmp_path):
     """A copy of the project's tracked files in a new git repository, set to tiny synthetic data."""
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path):
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     dest = tmp_path / "project"

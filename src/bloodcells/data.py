@@ -1,4 +1,5 @@
 """Prepared crops in memory as one uint8 tensor, and the augmentations that fit smear images."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,14 @@ def read_split(split, clean_dir=CLEAN_DIR):
     if unknown:
         raise UserError(f"{path} has unknown label(s) {sorted(unknown)}; re-run the clean stage (dvc repro clean)")
     return frame
+
+
+def read_crop_settings(clean_dir=CLEAN_DIR):
+    """How the clean stage cut the crops (data/clean/crop.json): stored in each model for predict."""
+    path = Path(clean_dir) / "crop.json"
+    if not path.is_file():
+        raise UserError(f"{path} not found; it is from an older clean stage: dvc repro clean")
+    return json.loads(path.read_text())
 
 
 def load_split(split, clean_dir=CLEAN_DIR, require_all_classes=True):

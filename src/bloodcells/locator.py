@@ -9,7 +9,7 @@ channel with the same steps located fewer cells).
 """
 import numpy as np
 from scipy import ndimage
-from skimage.filters import threshold_otsu
+from skimage.filters import threshold_multiotsu, threshold_otsu
 
 WORKING_SIDE = 160      # the mask is computed on the photograph shrunk to about this many pixels across
 GROWTH = 1.35           # nucleus box -> cell box (the nucleus fills about three quarters of the cell's width)
@@ -22,12 +22,19 @@ def stain_score(pixels):
     return rgb[..., 2] - rgb[..., 1] - 0.5 * rgb[..., 0]
 
 
-def nucleus_mask(score):
-    """Pixels above the photograph's own Otsu threshold, opened (specks, red-cell rims) and closed (lobes)."""
+def thresholds(score):
+    """Otsu's threshold, then the upper one of three classes: where the nucleus is a small share of the
+    photograph, Otsu's two classes split background from red cells and the nucleus is in the third."""
     if float(score.max()) - float(score.min()) < 1e-6:
-        return np.zeros(score.shape, dtype=bool)
-    mask = score > threshold_otsu(score)
-    mask = ndimage.binary_opening(mask, iterations=1)
+        return
+    yield threshold_otsu(score)
+    if len(np.unique(score)) >= 3:
+        yield threshold_multiotsu(score, classes=3)[-1]
+
+
+def nucleus_mask(score, threshold):
+    """Pixels above `threshold`, opened (specks, red-cell rims) and closed (lobes), holes filled."""
+    mask = ndimage.binary_opening(score > threshold, iterations=1)
     mask = ndimage.binary_closing(mask, iterations=2)
     return ndimage.binary_fill_holes(mask)
 
@@ -38,7 +45,22 @@ def stain_box(pixels):
     height, width = pixels.shape[:2]
     step = max(1, max(height, width) // WORKING_SIDE)
     score = stain_score(pixels[::step, ::step])
-    labels, count = ndimage.label(nucleus_mask(score))
+    for threshold in thresholds(score):
+        component = largest_nucleus(score, threshold)
+        if component is not None:
+            break
+    else:
+        return None
+    rows, cols = component
+    centre_x, centre_y = (cols.start + cols.stop) * step / 2, (rows.start + rows.stop) * step / 2
+    half_w, half_h = (cols.stop - cols.start) * step * GROWTH / 2, (rows.stop - rows.start) * step * GROWTH / 2
+    return (max(0, int(round(centre_x - half_w))), max(0, int(round(centre_y - half_h))),
+            min(width, int(round(centre_x + half_w))), min(height, int(round(centre_y + half_h))))
+
+
+def largest_nucleus(score, threshold):
+    """The (rows, cols) slices of the largest component above `threshold` that is big and violet enough."""
+    labels, count = ndimage.label(nucleus_mask(score, threshold))
     if count == 0:
         return None
     areas = np.bincount(labels.ravel())[1:]
@@ -46,12 +68,7 @@ def stain_box(pixels):
     candidates = (areas >= MIN_AREA_SHARE * labels.size) & (means >= MIN_STAIN_SCORE)
     if not candidates.any():
         return None
-    chosen = int(np.argmax(np.where(candidates, areas, -1)))
-    rows, cols = ndimage.find_objects(labels)[chosen]
-    centre_x, centre_y = (cols.start + cols.stop) * step / 2, (rows.start + rows.stop) * step / 2
-    half_w, half_h = (cols.stop - cols.start) * step * GROWTH / 2, (rows.stop - rows.start) * step * GROWTH / 2
-    return (max(0, int(round(centre_x - half_w))), max(0, int(round(centre_y - half_h))),
-            min(width, int(round(centre_x + half_w))), min(height, int(round(centre_y + half_h))))
+    return ndimage.find_objects(labels)[int(np.argmax(np.where(candidates, areas, -1)))]
 
 
 def iou(box, other):

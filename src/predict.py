@@ -1,0 +1,207 @@
+"""Classify the white cell of new smear photographs with a trained model.
+
+Usage: python src/predict.py PATH... [--model models/resnet.pt] [--out results.csv|.json] [--overlay DIR]
+       [--box x0,y0,x1,y1 | --boxes boxes.csv] [--tta | --no-tta]
+
+PATH: image files (JPEG, PNG, TIFF, BMP, WebP; any size; grayscale, RGBA and 16-bit are converted) and folders,
+searched recursively. The white cell is found by the stain locator (no annotation needed) unless a box is given,
+and cut exactly as the clean stage cut the training crops (the settings travel in the model file); the
+probabilities come from the same inference code as the evaluate stage, with its test-time augmentation
+(evaluate.tta in params.yaml) unless --tta / --no-tta says otherwise. Without --model, the best model of
+metrics/compare.json is used. A file that cannot be classified gets one line and makes the exit status 1;
+every other file is still classified and written.
+"""
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from bloodcells import inference, photos
+from bloodcells.atomic import atomic_file, write_json
+from bloodcells.classes import CLASSES
+from bloodcells.errors import UserError, stage_main
+from bloodcells.params import load_params
+
+COMPARE_FILE = Path("metrics/compare.json")
+CROP_KEYS = ("locator", "crop", "margin", "crop_side", "edge_cells", "fallback_box_size", "image_size")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
+    parser.add_argument("--model", help="a models/<name>.pt file (default: the best model of metrics/compare.json)")
+    parser.add_argument("--out", help="write the results to this .csv or .json file")
+    parser.add_argument("--overlay", metavar="DIR", help="write a picture of each prediction (PNG) to this folder")
+    boxes = parser.add_mutually_exclusive_group()
+    boxes.add_argument("--box", help="the white cell's box x0,y0,x1,y1 in pixels (one image only)")
+    boxes.add_argument("--boxes", metavar="CSV", help="boxes per image: columns image, xmin, ymin, xmax, ymax "
+                                                      "(image = file name without suffix), e.g. data/clean/test.csv")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="average the 8 dihedral views (default: evaluate.tta of params.yaml)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size of params.yaml")
+    return parser.parse_args()
+
+
+def default_model():
+    if not COMPARE_FILE.is_file():
+        raise UserError(f"{COMPARE_FILE} not found, so there is no best model to pick; run the pipeline "
+                        "(dvc repro) or name a model with --model models/<name>.pt")
+    best = json.loads(COMPARE_FILE.read_text()).get("best_model")
+    if not best:
+        raise UserError(f"{COMPARE_FILE} names no best_model; re-run the compare stage or use --model")
+    return Path("models") / f"{best}.pt"
+
+
+def crop_settings(checkpoint, model_path):
+    """How the model's training crops were cut: stored in the model; older models fall back to params.yaml."""
+    if "crop" in checkpoint:
+        return checkpoint["crop"]
+    clean = load_params(("clean",))["clean"]
+    print(f"note: {model_path} predates stored crop settings; using the clean section of params.yaml",
+          file=sys.stderr)
+    return {key: clean[key] for key in CROP_KEYS}
+
+
+def boxes_for(args, files):
+    """{path: box} of the boxes the user gave."""
+    if args.box:
+        if len(files) != 1:
+            raise UserError(f"--box gives the box of one image, but {len(files)} images were found; "
+                            "use --boxes CSV for several")
+        return {files[0]: photos.parse_box(args.box)}
+    if args.boxes:
+        by_name = photos.read_boxes_csv(args.boxes)
+        return {path: by_name[path.stem] for path in files if path.stem in by_name}
+    return {}
+
+
+def batches(items, size):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def result_row(photo, probabilities=None, overlay=None):
+    row = {"file": str(photo.path), "predicted": "", "probability": None}
+    row |= {f"p_{label}": None for label in CLASSES}
+    row |= dict(zip(("xmin", "ymin", "xmax", "ymax"), [int(v) for v in photo.box] if photo.box else (None,) * 4))
+    row |= {"located_by": photo.located_by if photo.box else "", "overlay": overlay or "", "error": photo.error}
+    if probabilities is not None:
+        predicted = int(probabilities.argmax())
+        row["predicted"], row["probability"] = CLASSES[predicted], round(float(probabilities[predicted]), 6)
+        row |= {f"p_{label}": round(float(p), 6) for label, p in zip(CLASSES, probabilities)}
+    return row
+
+
+def describe(row):
+    shares = " ".join(f"{label[:4]} {row[f'p_{label}']:.2f}" for label in CLASSES)
+    box = ",".join(str(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+    return f"{row['file']}: {row['predicted']} {row['probability']:.2f} ({shares}); cell at {box} ({row['located_by']})"
+
+
+def overlay_name(photo, used):
+    name = photo.path.stem
+    stem, count = name, 1
+    while name in used:
+        count += 1
+        name = f"{stem}-{count}"
+    used.add(name)
+    return f"{name}.png"
+
+
+def write_results(path, rows):
+    path = Path(path)
+    if path.suffix == ".json":
+        write_json(path, rows)
+    else:
+        with atomic_file(path) as tmp:
+            frame = pd.DataFrame(rows)
+            box = ["xmin", "ymin", "xmax", "ymax"]
+            frame[box] = frame[box].astype("Int64")  # whole pixels, empty where no cell was found
+            frame.to_csv(tmp, index=False)
+
+
+@stage_main
+def main():
+    args = parse_args()
+    if args.out and Path(args.out).suffix not in (".csv", ".json"):
+        raise UserError(f"--out must end in .csv or .json, got {args.out}")
+    settings = load_params(("evaluate",))["evaluate"]
+    tta = settings["tta"] if args.tta is None else args.tta
+    batch_size = args.batch_size or settings["batch_size"]
+    model_path = Path(args.model) if args.model else default_model()
+    model, checkpoint = inference.load_checkpoint(model_path)
+    crop = crop_settings(checkpoint, model_path)
+    files, problems = photos.find_images(args.paths)
+    given = boxes_for(args, files)
+    for line in problems:
+        print(line, file=sys.stderr)
+    label = f"{checkpoint['arch']}, {model_path}, TTA {'on' if tta else 'off'}"
+    print(f"classifying {len(files)} image(s) with {label}", file=sys.stderr)
+    rows, failed, used_names = [], len(problems), set()
+    progress = tqdm(total=len(files), desc="predict", unit="img", disable=None if len(files) > 1 else True)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        def prepare(path):
+            return photos.prepare_photo(path, crop, given.get(path), keep_image=bool(args.overlay))
+
+        chunks = batches(files, batch_size)
+        pending = pool.map(prepare, next(chunks, []))
+        for chunk in chunks:  # the next chunk is cut while the model classifies this one
+            ready, pending = list(pending), pool.map(prepare, chunk)
+            failed += classify(ready, model, checkpoint, tta, batch_size, args.overlay, label, used_names, rows,
+                               progress)
+        failed += classify(list(pending), model, checkpoint, tta, batch_size, args.overlay, label, used_names, rows,
+                           progress)
+    progress.close()
+    seconds = time.perf_counter() - started
+    if args.out:
+        write_results(args.out, rows)
+    classified = sum(1 for row in rows if not row["error"])
+    rate = f"{classified / seconds:.1f} images/s" if seconds > 0 else ""
+    print(f"classified {classified} of {len(files)} image(s) in {seconds:.1f} s ({rate})"
+          + (f"; results in {args.out}" if args.out else "") + (f"; pictures in {args.overlay}/" if args.overlay else ""),
+          file=sys.stderr)
+    if failed:
+        print(f"{failed} file(s) or path(s) could not be classified; see the lines above", file=sys.stderr)
+        sys.exit(1)
+
+
+def classify(ready, model, checkpoint, tta, batch_size, overlay_dir, label, used_names, rows, progress):
+    """Classify the prepared photographs of one chunk, print and collect their rows; returns how many failed."""
+    good = [photo for photo in ready if not photo.error]
+    probabilities = heat = None
+    if good:
+        inputs = inference.model_inputs([photo.crop for photo in good], checkpoint)
+        probabilities = inference.predict_probabilities(model, inputs, checkpoint["mean"], checkpoint["std"],
+                                                        batch_size=batch_size, tta=tta)
+        if overlay_dir:
+            from bloodcells import overlay  # captum and matplotlib load only when pictures are asked for
+            heat = overlay.class_activation(model, inputs, checkpoint["mean"], checkpoint["std"],
+                                            probabilities.argmax(dim=1))
+    index = {id(photo): i for i, photo in enumerate(good)}
+    for photo in ready:
+        if photo.error:
+            tqdm.write(photo.error, file=sys.stderr)
+            rows.append(result_row(photo))
+        else:
+            i = index[id(photo)]
+            picture = None
+            if overlay_dir:
+                from bloodcells import overlay
+                picture = str(Path(overlay_dir) / overlay_name(photo, used_names))
+                overlay.draw_overlay(picture, photo, probabilities[i].numpy(), heat[i].numpy(), label)
+                photo.image = None
+            row = result_row(photo, probabilities[i], picture)
+            tqdm.write(describe(row))
+            rows.append(row)
+        progress.update(1)
+    return sum(1 for photo in ready if photo.error)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The stain locator and predict: new photographs, bad files among them, and the same numbers as evaluate."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bloodcells import locator, photos, synthetic
+from bloodcells.classes import CLASSES
+from conftest import make_project, run
+
+
+def synthetic_photos(count, seed, size=(640, 480)):
+    rng = np.random.default_rng(seed)
+    return [synthetic.make_image(rng, CLASSES[n % 4], *size) for n in range(count)]
+
+
+def centre_inside(found, box):
+    x, y = (found[0] + found[2]) / 2, (found[1] + found[3]) / 2
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+def test_stain_locator_finds_synthetic_white_cells_and_never_a_wrong_one():
+    found_boxes = [(locator.stain_box(np.asarray(image)), box) for image, box in synthetic_photos(48, seed=5)]
+    found = [(located, box) for located, box in found_boxes if located is not None]
+    assert len(found) >= 0.9 * len(found_boxes)  # the misses are neutrophils whose thin lobes fall apart
+    for located, box in found:
+        assert centre_inside(located, box) and locator.iou(located, box) > 0.2, (located, box)
+
+
+@pytest.mark.parametrize("stain", ["pale", "dark", "bluish"])
+def test_stain_locator_copes_with_differently_stained_slides(stain):
+    """The threshold is the photograph's own (Otsu), so a paler or darker stain moves it with the colours."""
+    for image, box in synthetic_photos(8, seed=6)[1::2]:  # eosinophils and monocytes
+        pixels = np.asarray(image).astype(np.float32)
+        if stain == "pale":
+            pixels = 255 - (255 - pixels) * 0.55
+        elif stain == "dark":
+            pixels = pixels * 0.7
+        else:
+            pixels = pixels * np.array([0.85, 0.95, 1.1])
+        found = locator.stain_box(np.clip(pixels, 0, 255).astype(np.uint8))
+        assert found is not None and centre_inside(found, box), (stain, found, box)
+
+
+def test_stain_locator_finds_nothing_where_there_is_no_stained_cell():
+    assert locator.stain_box(np.full((480, 640, 3), (230, 215, 220), np.uint8)) is None
+    red_cells_only = np.full((480, 640, 3), (236, 204, 214), np.uint8)
+    red_cells_only[100:160, 100:160] = (214, 116, 128)
+    red_cells_only[300:360, 400:460] = (214, 116, 128)
+    assert locator.stain_box(red_cells_only) is None
+
+
+def test_iou_and_agreement():
+    assert locator.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
+    assert locator.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert locator.iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0
+    summary = locator.agreement([1.0, 0.8, 0.4, 0.0])
+    assert summary == {"images": 4, "iou_at_least_0.5": 0.5, "median_iou": 0.6, "mean_iou": 0.55}
+
+
+def test_find_images_searches_folders_and_names_what_is_missing(tmp_path):
+    (tmp_path / "a/b").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    for rel in ("a/1.jpg", "a/b/2.PNG", "a/b/3.tif", "a/notes.txt", "a/.hidden.jpg"):
+        (tmp_path / rel).write_bytes(b"x")
+    found, problems = photos.find_images([tmp_path / "a", tmp_path / "a/1.jpg", tmp_path / "empty",
+                                          tmp_path / "nope.jpg", tmp_path / "a/notes.txt"])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/1.jpg", "a/b/2.PNG", "a/b/3.tif",
+                                                                   "a/notes.txt"]
+    assert problems == [f"{tmp_path / 'empty'}: no image files (.jpg, .jpeg, .png, .tif, .tiff, .bmp, .webp, .gif) "
+                        "in this folder", f"{tmp_path / 'nope.jpg'}: no such file or folder"]
+
+
+def test_box_arguments():
+    assert photos.parse_box("10,20.4,110,120") == (10, 20, 110, 120)
+    with pytest.raises(Exception, match="four pixel numbers"):
+        photos.parse_box("10,20,30")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny synthetic project after `dvc repro`: three trained models, evaluate's predictions, compare."""
+    project = make_project(tmp_path_factory.mktemp("predict"))
+    run(["dvc", "repro"], project)
+    return project
+
+
+def predict(project, *args, check=True):
+    return run([sys.executable, "src/predict.py", *map(str, args)], project, check=check)
+
+
+def test_predict_with_the_annotated_boxes_gives_evaluates_probabilities(trained):
+    """One inference path: the test split's photographs, cut by predict around their VOC boxes, score exactly as
+    the evaluate stage scored the clean stage's crops (default model: the best of metrics/compare.json)."""
+    test = pd.read_csv(trained / "data/clean/test.csv")
+    best = json.loads((trained / "metrics/compare.json").read_text())["best_model"]
+    photos_given = [trained / "data/raw/JPEGImages" / f"{name}.jpg" for name in test["image"]]
+    result = predict(trained, *photos_given, "--boxes", "data/clean/test.csv", "--out", "out.json")
+    assert f"models/{best}.pt" in result.stderr and "TTA on" in result.stderr
+    predicted = pd.DataFrame(json.loads((trained / "out.json").read_text()))
+    predicted["image"] = predicted["file"].map(lambda f: f.rsplit("/", 1)[-1][:-4])
+    assert (predicted["located_by"] == "given").all()
+    evaluated = pd.read_csv(trained / f"metrics/evaluate/predictions/{best}.csv")
+    merged = evaluated.merge(predicted, on="image", suffixes=("_evaluate", "_predict"))
+    assert len(merged) == len(test) == 8
+    for label in CLASSES:  # evaluate's file holds 5 decimals, predict's 6
+        assert np.abs(merged[f"p_{label}_evaluate"] - merged[f"p_{label}_predict"]).max() <= 1e-5
+    assert (merged["predicted_evaluate"] == merged["predicted_predict"]).all()
+
+
+def test_predict_a_folder_with_bad_files_classifies_the_rest(trained, tmp_path):
+    folder = tmp_path / "smears"
+    (folder / "day2").mkdir(parents=True)
+    raw = trained / "data/raw/JPEGImages"
+    shutil.copy(raw / "BloodImage_00000.jpg", folder / "a.jpg")
+    (folder / "b_not_an_image.jpg").write_text("these are notes, not a photograph")
+    (folder / "c_empty.png").write_bytes(b"")
+    Image.new("RGB", (160, 120), (236, 204, 214)).save(folder / "d_no_cell.png")
+    with Image.open(raw / "BloodImage_00001.jpg") as image:
+        image.convert("L").save(folder / "day2/e_grey.tif")
+        image.convert("RGBA").save(folder / "day2/f_rgba.png")
+        wide = (np.asarray(image.convert("L"), dtype=np.uint16) * 257)
+        Image.fromarray(wide).save(folder / "day2/g_16bit.png")
+    result = predict(trained, folder, "--out", tmp_path / "results.csv", "--overlay", tmp_path / "pictures",
+                     "--no-tta", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith(str(folder))]
+    assert len(errors) == 3 and all(": " in line for line in errors)
+    assert any("b_not_an_image.jpg: cannot read image" in line for line in errors)
+    assert any("c_empty.png: cannot read image" in line for line in errors)
+    assert any("d_no_cell.png: no white cell found" in line for line in errors)
+    assert "TTA off" in result.stderr and "3 file(s) or path(s) could not be classified" in result.stderr
+    results = pd.read_csv(tmp_path / "results.csv", keep_default_na=False)
+    assert len(results) == 7
+    good = results[results["error"] == ""]
+    assert sorted(good["file"].map(lambda f: f.rsplit("/", 1)[-1])) == ["a.jpg", "e_grey.tif", "f_rgba.png",
+                                                                        "g_16bit.png"]
+    assert set(good["predicted"]) <= set(CLASSES) and (good["located_by"] == "stain").all()
+    probabilities = good[[f"p_{label}" for label in CLASSES]].astype(float).sum(axis=1)
+    assert np.allclose(probabilities, 1, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "pictures").iterdir()) == ["a.png", "e_grey.png", "f_rgba.png",
+                                                                         "g_16bit.png"]
+    with Image.open(tmp_path / "pictures/a.png") as picture:
+        assert picture.width > 600 and picture.height > 150
+    for line in result.stdout.splitlines():
+        assert line.split(": ")[1].split()[0] in CLASSES and "cell at" in line
+
+
+def test_predict_bad_arguments_are_one_line(trained, tmp_path):
+    photo = trained / "data/raw/JPEGImages/BloodImage_00000.jpg"
+    for args, message in [
+        ((photo, "--out", tmp_path / "r.txt"), "--out must end in .csv or .json"),
+        ((photo, photo.parent / "BloodImage_00001.jpg", "--box", "1,2,3,4"), "--box gives the box of one image"),
+        ((photo, "--box", "1,2"), "--box must be four pixel numbers"),
+        ((photo, "--model", tmp_path / "none.pt"), "none.pt not found"),
+        ((photo, "--model", "params.yaml"), "cannot read it as a checkpoint"),
+    ]:
+        result = predict(trained, *args, check=False)
+        assert result.returncode == 2, args
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr, args
+    boxed = predict(trained, photo, "--box", "0,0,80,80", "--model", "models/alexnet.pt")
+    assert "cell at 0,0,80,80 (given)" in boxed.stdout and "alexnet" in boxed.stderr
+
+
+def test_ctrl_c_during_predict_keeps_no_picture_and_no_results(trained, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(60):
+        shutil.copy(trained / f"data/raw/JPEGImages/BloodImage_{n % 40:05d}.jpg", folder / f"{n:03d}.jpg")
+    pictures, results = tmp_path / "pictures", tmp_path / "results.json"
+    running = subprocess.Popen([sys.executable, "src/predict.py", str(folder), "--overlay", str(pictures),
+                                "--out", str(results), "--batch-size", "4"], cwd=trained,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (pictures.is_dir() and any(pictures.glob("*.png"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    running.send_signal(signal.SIGINT)
+    assert running.wait(timeout=60) == 130 and "interrupted" in running.stderr.read()
+    assert not results.exists() and not list(pictures.glob("*.png")) and not list(tmp_path.rglob("*.tmp"))
