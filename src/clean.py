@@ -15,7 +15,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
 from bloodcells import cells, cleaning, images, locator
@@ -59,12 +58,7 @@ def prepare_images(frame, params, out_dir, notes):
             continue
         box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / "Annotations" / f"{name}.xml",
                                     params["fallback_box_size"], notes, params["locator"])
-        if params["crop"] == "wbc":
-            prepared = cells.square_crop(image, box, params["margin"], params["image_size"],
-                                         params["edge_cells"], params["crop_side"])
-        else:
-            prepared = image.resize((params["image_size"],) * 2, Image.Resampling.BICUBIC)
-        prepared.save(out_dir / "images" / f"{name}.png")
+        cells.cut_crop(image, box, params).save(out_dir / "images" / f"{name}.png")
         boxes.append((name, *box, how))
     boxes = pd.DataFrame(boxes, columns=["image", "xmin", "ymin", "xmax", "ymax", "box_source"])
     return frame.merge(boxes, on="image"), unreadable

@@ -100,3 +100,12 @@ def square_crop(image, box, margin, size, edge_cells="shift", side=None):
         crop = Image.new("RGB", (side, side), fill)
         crop.paste(image, (-left, -top))
     return crop.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def cut_crop(image, box, crop):
+    """The clean stage's prepared image of a PIL photograph, crop['image_size'] pixels square: the square around
+    `box` with crop's margin, side and edge rule, or with crop 'none' the whole photograph resized. `crop` holds
+    the clean parameters of data/clean/crop.json (stored in every model)."""
+    if crop["crop"] == "wbc":
+        return square_crop(image, box, crop["margin"], crop["image_size"], crop["edge_cells"], crop["crop_side"])
+    return image.resize((crop["image_size"],) * 2, Image.Resampling.BICUBIC)

@@ -1,12 +1,10 @@
-"""Inference shared by the evaluate stage and predict: load a checkpoint, cut a photograph's crop as the clean
-stage does, and compute class probabilities with or without test-time augmentation."""
+"""Inference shared by the evaluate stage and predict: load a checkpoint, bring prepared crops to the model's
+input size, and compute class probabilities with or without test-time augmentation."""
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from . import cells
 from .archs import ARCHS
 from .classes import CLASSES
 from .data import dihedral, normalise, resize
@@ -44,17 +42,6 @@ def load_checkpoint(path, name=None):
         raise UserError(f"{path}: its weights do not fit {checkpoint['arch']} ({str(error).splitlines()[0]}); "
                         f"{retrain}") from None
     return model.eval(), checkpoint
-
-
-def cut_crop(image, box, crop):
-    """The clean stage's prepared image (uint8 array, crop['image_size'] square) of a PIL photograph: the square
-    around `box` with crop's margin, side and edge rule, or with crop 'none' the whole photograph resized."""
-    if crop["crop"] == "wbc":
-        prepared = cells.square_crop(image, box, crop["margin"], crop["image_size"], crop["edge_cells"],
-                                     crop["crop_side"])
-    else:
-        prepared = image.resize((crop["image_size"],) * 2, Image.Resampling.BICUBIC)
-    return np.asarray(prepared)
 
 
 def model_inputs(prepared, checkpoint):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from .errors import UserError
 from .images import open_rgb
-from .inference import cut_crop
+from .cells import cut_crop
 from .locator import stain_box
 from .voc import fit_box
 
@@ -92,6 +92,6 @@ def prepare_photo(path, crop, box=None, keep_image=False):
             photo.error = (f"{path}: no white cell found (no violet-stained nucleus); if there is one, give its box "
                            "with --box x0,y0,x1,y1")
             return photo
-    photo.crop = cut_crop(image, photo.box, crop)
+    photo.crop = np.asarray(cut_crop(image, photo.box, crop))
     photo.image = image if keep_image else None
     return photo
