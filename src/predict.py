@@ -125,6 +125,45 @@ def write_results(path, rows):
             frame.to_csv(tmp, index=False)
 
 
+class Classifier:
+    """The model and settings of one run: classifies the prepared photographs of a chunk, prints a line for each
+    and returns their result rows."""
+
+    def __init__(self, model, checkpoint, tta, batch_size, overlay_dir, label):
+        self.model, self.checkpoint, self.tta, self.batch_size = model, checkpoint, tta, batch_size
+        self.overlay_dir, self.label, self.used_names = overlay_dir, label, set()
+
+    def __call__(self, ready, progress):
+        good = [photo for photo in ready if not photo.error]
+        if good:
+            inputs = inference.model_inputs([photo.crop for photo in good], self.checkpoint)
+            probabilities = inference.predict_probabilities(self.model, inputs, self.checkpoint["mean"],
+                                                            self.checkpoint["std"], self.batch_size, self.tta)
+            pictures = self.draw(good, inputs, probabilities) if self.overlay_dir else [None] * len(good)
+            found = dict(zip(map(id, good), zip(probabilities, pictures)))
+        rows = []
+        for photo in ready:
+            if photo.error:
+                tqdm.write(photo.error, file=sys.stderr)
+                rows.append(result_row(photo))
+            else:
+                rows.append(result_row(photo, *found[id(photo)]))
+                tqdm.write(describe(rows[-1]))
+            progress.update(1)
+        return rows
+
+    def draw(self, good, inputs, probabilities):
+        from bloodcells import overlay  # captum loads only when pictures are asked for
+        heat = overlay.class_activation(self.model, inputs, self.checkpoint["mean"], self.checkpoint["std"],
+                                        probabilities.argmax(dim=1))
+        pictures = []
+        for photo, shares, cam in zip(good, probabilities, heat):
+            pictures.append(str(Path(self.overlay_dir) / overlay_name(photo, self.used_names)))
+            overlay.draw_overlay(pictures[-1], photo, shares.numpy(), cam.numpy(), self.label)
+            photo.image = None
+        return pictures
+
+
 @stage_main
 def main():
     args = parse_args()
@@ -142,7 +181,8 @@ def main():
         print(line, file=sys.stderr)
     label = f"{checkpoint['arch']}, {model_path}, TTA {'on' if tta else 'off'}"
     print(f"classifying {len(files)} image(s) with {label}", file=sys.stderr)
-    rows, failed, used_names = [], len(problems), set()
+    classify = Classifier(model, checkpoint, tta, batch_size, args.overlay, label)
+    rows = []
     progress = tqdm(total=len(files), desc="predict", unit="img", disable=None if len(files) > 1 else True)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -153,15 +193,14 @@ def main():
         pending = pool.map(prepare, next(chunks, []))
         for chunk in chunks:  # the next chunk is cut while the model classifies this one
             ready, pending = list(pending), pool.map(prepare, chunk)
-            failed += classify(ready, model, checkpoint, tta, batch_size, args.overlay, label, used_names, rows,
-                               progress)
-        failed += classify(list(pending), model, checkpoint, tta, batch_size, args.overlay, label, used_names, rows,
-                           progress)
+            rows += classify(ready, progress)
+        rows += classify(list(pending), progress)
     progress.close()
     seconds = time.perf_counter() - started
     if args.out:
         write_results(args.out, rows)
     classified = sum(1 for row in rows if not row["error"])
+    failed = len(problems) + len(rows) - classified
     rate = f"{classified / seconds:.1f} images/s" if seconds > 0 else ""
     print(f"classified {classified} of {len(files)} image(s) in {seconds:.1f} s ({rate})"
           + (f"; results in {args.out}" if args.out else "") + (f"; pictures in {args.overlay}/" if args.overlay else ""),
@@ -169,38 +208,6 @@ def main():
     if failed:
         print(f"{failed} file(s) or path(s) could not be classified; see the lines above", file=sys.stderr)
         sys.exit(1)
-
-
-def classify(ready, model, checkpoint, tta, batch_size, overlay_dir, label, used_names, rows, progress):
-    """Classify the prepared photographs of one chunk, print and collect their rows; returns how many failed."""
-    good = [photo for photo in ready if not photo.error]
-    probabilities = heat = None
-    if good:
-        inputs = inference.model_inputs([photo.crop for photo in good], checkpoint)
-        probabilities = inference.predict_probabilities(model, inputs, checkpoint["mean"], checkpoint["std"],
-                                                        batch_size=batch_size, tta=tta)
-        if overlay_dir:
-            from bloodcells import overlay  # captum and matplotlib load only when pictures are asked for
-            heat = overlay.class_activation(model, inputs, checkpoint["mean"], checkpoint["std"],
-                                            probabilities.argmax(dim=1))
-    index = {id(photo): i for i, photo in enumerate(good)}
-    for photo in ready:
-        if photo.error:
-            tqdm.write(photo.error, file=sys.stderr)
-            rows.append(result_row(photo))
-        else:
-            i = index[id(photo)]
-            picture = None
-            if overlay_dir:
-                from bloodcells import overlay
-                picture = str(Path(overlay_dir) / overlay_name(photo, used_names))
-                overlay.draw_overlay(picture, photo, probabilities[i].numpy(), heat[i].numpy(), label)
-                photo.image = None
-            row = result_row(photo, probabilities[i], picture)
-            tqdm.write(describe(row))
-            rows.append(row)
-        progress.update(1)
-    return sum(1 for photo in ready if photo.error)
 
 
 if __name__ == "__main__":
