@@ -165,6 +165,13 @@ def test_predict_bad_arguments_are_one_line(trained, tmp_path):
         result = predict(trained, *args, check=False)
         assert result.returncode == 2, args
         assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr, args
+    compare = trained / "metrics/compare.json"
+    compare.rename(tmp_path / "compare.json")
+    try:
+        result = predict(trained, photo, check=False)
+        assert result.returncode == 2 and "there is no best model to pick" in result.stderr
+    finally:
+        (tmp_path / "compare.json").rename(compare)
     boxed = predict(trained, photo, "--box", "0,0,80,80", "--model", "models/alexnet.pt")
     assert "cell at 0,0,80,80 (given)" in boxed.stdout and "alexnet" in boxed.stderr
 
