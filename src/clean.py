@@ -27,7 +27,6 @@ RAW_DIR = Path("data/raw")
 CLEAN_DIR = Path("data/clean")
 METRICS_FILE = Path("metrics/data.json")
 LOCATOR_FILE = Path("metrics/locator.json")
-CROP_KEYS = ("locator", "crop", "margin", "crop_side", "edge_cells", "fallback_box_size", "image_size")
 PLOT_FILE = Path("plots/clean/class_distribution.png")
 
 
@@ -123,7 +122,7 @@ def main():
         train_resampled = cleaning.resample_train(train, p["neutrophil_drop_fraction"], p["oversample"], seed)
         for name, part in (("train", train_resampled), ("val", val), ("test", test)):
             part.to_csv(out / f"{name}.csv", index=False)
-        (out / "crop.json").write_text(json.dumps({key: p[key] for key in CROP_KEYS}, indent=2) + "\n")
+        (out / "crop.json").write_text(json.dumps({key: p[key] for key in cells.CROP_KEYS}, indent=2) + "\n")
         summary = {
             "split": {"folds": folds, "fold": params["data"]["fold"] if folds else None, "seed": seed},
             "raw": raw_counts,

@@ -21,14 +21,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from bloodcells import inference, photos
+from bloodcells import cells, inference, photos
 from bloodcells.atomic import atomic_file, write_json
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
 
 COMPARE_FILE = Path("metrics/compare.json")
-CROP_KEYS = ("locator", "crop", "margin", "crop_side", "edge_cells", "fallback_box_size", "image_size")
 
 
 def parse_args():
@@ -64,7 +63,7 @@ def crop_settings(checkpoint, model_path):
     clean = load_params(("clean",))["clean"]
     print(f"note: {model_path} predates stored crop settings; using the clean section of params.yaml",
           file=sys.stderr)
-    return {key: clean[key] for key in CROP_KEYS}
+    return {key: clean[key] for key in cells.CROP_KEYS}
 
 
 def boxes_for(args, files):

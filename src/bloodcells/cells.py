@@ -8,6 +8,7 @@ from .voc import fit_box, largest_box, read_boxes
 
 
 LOCATORS = ("voc", "stain")
+CROP_KEYS = ("locator", "crop", "margin", "crop_side", "edge_cells", "fallback_box_size", "image_size")  # crop.json
 
 
 def annotated_box(voc_path, width, height, notes=None):
