@@ -74,6 +74,14 @@ def test_locate_wbc_prefers_largest_voc_box_then_stain_then_centre(tmp_path):
     assert cells.locate_wbc(np.full((120, 160, 3), 220, np.uint8), None, 40) == ((60, 40, 100, 80), "centre")
 
 
+def test_median_colour_is_numpys_median():
+    rng = np.random.default_rng(0)
+    for height, width in ((1, 1), (1, 2), (3, 5), (2, 2), (48, 64), (120, 160)):
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        expected = tuple(int(v) for v in np.median(pixels.reshape(-1, 3), axis=0))
+        assert cells.median_colour(Image.fromarray(pixels)) == expected
+
+
 def test_square_crop_stays_inside_the_image():
     image = Image.fromarray(np.arange(120 * 160 * 3, dtype=np.uint32).reshape(120, 160, 3).astype(np.uint8))
     crop = cells.square_crop(image, (140, 100, 170, 130), margin=0.5, size=32)  # box over the corner
