@@ -168,6 +168,8 @@ def main():
     args = parse_args()
     if args.out and Path(args.out).suffix not in (".csv", ".json"):
         raise UserError(f"--out must end in .csv or .json, got {args.out}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     settings = load_params(("evaluate",))["evaluate"]
     tta = settings["tta"] if args.tta is None else args.tta
     batch_size = args.batch_size or settings["batch_size"]

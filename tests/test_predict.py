@@ -159,6 +159,7 @@ def test_predict_bad_arguments_are_one_line(trained, tmp_path):
         ((photo, "--out", tmp_path / "r.txt"), "--out must end in .csv or .json"),
         ((photo, photo.parent / "BloodImage_00001.jpg", "--box", "1,2,3,4"), "--box gives the box of one image"),
         ((photo, "--box", "1,2"), "--box must be four pixel numbers"),
+        ((photo, "--batch-size", "0"), "--batch-size must be at least 1"),
         ((photo, "--model", tmp_path / "none.pt"), "none.pt not found"),
         ((photo, "--model", "params.yaml"), "cannot read it as a checkpoint"),
     ]:
