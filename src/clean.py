@@ -20,7 +20,7 @@ from tqdm import tqdm
 from bloodcells import cells, cleaning, images, locator
 from bloodcells.atomic import atomic_dir, save_figure, write_json
 from bloodcells.classes import CLASSES
-from bloodcells.errors import UserError, require, stage_main
+from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
 
 RAW_DIR = Path("data/raw")
@@ -28,18 +28,6 @@ CLEAN_DIR = Path("data/clean")
 METRICS_FILE = Path("metrics/data.json")
 LOCATOR_FILE = Path("metrics/locator.json")
 PLOT_FILE = Path("plots/clean/class_distribution.png")
-
-
-def check_params(p):
-    require(p["locator"] in cells.LOCATORS, f"clean.locator must be one of {', '.join(cells.LOCATORS)}, got {p['locator']!r}")
-    require(p["crop"] in ("wbc", "none"), f"clean.crop must be 'wbc' or 'none', got {p['crop']!r}")
-    require(isinstance(p["image_size"], int) and 32 <= p["image_size"] <= 1024,
-            f"clean.image_size must be an integer in [32, 1024], got {p['image_size']!r}")
-    require(p["margin"] >= 0, f"clean.margin must be >= 0, got {p['margin']}")
-    require(p["crop_side"] is None or (type(p["crop_side"]) is int and p["crop_side"] >= 16),
-            f"clean.crop_side must be null (box size plus margin) or a side in pixels >= 16, got {p['crop_side']!r}")
-    require(p["edge_cells"] in cells.EDGE_CELLS,
-            f"clean.edge_cells must be one of {', '.join(cells.EDGE_CELLS)}, got {p['edge_cells']!r}")
 
 
 def prepare_images(frame, params, out_dir, notes):
@@ -108,7 +96,6 @@ def main():
     params = load_params(("data", "clean"))
     p, seed = params["clean"], params["data"]["seed"]
     folds = params["data"]["folds"]
-    check_params(p)
     labels_path = RAW_DIR / "labels.csv"
     notes = []
     labels = cleaning.read_labels(labels_path, notes)

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bloodcells import machine
 from bloodcells.atomic import save_figure, write_json, write_text
 from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
@@ -59,6 +60,20 @@ def cost_row(name, timing):
             "inference_ms_per_image": timing[name]["inference_ms_per_image"]}
 
 
+def machine_lines(names):
+    """Which machine trained each model, and in which precision (metrics/train/<model>/machine.json)."""
+    records = {}
+    for name in names:
+        path = Path(f"metrics/train/{name}/machine.json")
+        records[name] = json.loads(path.read_text()) if path.is_file() else None
+    made_on = {name: machine.summary_line(r) if r else "not recorded (trained before machine.json)"
+               for name, r in records.items()}
+    precision = ", ".join(f"{name} {r['precision'] if r else '?'}" for name, r in records.items())
+    if len(set(made_on.values())) == 1:
+        return [f"Trained on {next(iter(made_on.values()))}; precision: {precision}."]
+    return [f"- {name}: trained on {line}" for name, line in made_on.items()] + [f"Precision: {precision}."]
+
+
 def read_predictions(name):
     path = Path(f"metrics/evaluate/predictions/{name}.csv")
     if not path.is_file():
@@ -83,7 +98,7 @@ def best_model(rows):
     return max(rows, key=lambda n: (rows[n]["accuracy"], rows[n]["avg_sensitivity"], -rows[n]["parameters"]))
 
 
-def markdown_table(rows, costs, archs, best, pairs):
+def markdown_table(rows, costs, archs, best, pairs, made_on=()):
     lines = [
         "| model | accuracy (95% CI) | avg sensitivity | avg specificity | kappa | macro AUC | ECE | parameters "
         "| train s | ms/image | reference accuracy / sens. / spec. |",
@@ -102,6 +117,8 @@ def markdown_table(rows, costs, archs, best, pairs):
                      f"{costs[name]['train_seconds']:.0f} | {costs[name]['inference_ms_per_image']:.1f} | {reference} |")
     lines += ["", "Paired on the same test images (McNemar's exact test, Holm-adjusted over the pairs):", ""]
     lines += [f"- {describe_pair(pair)}" for pair in pairs]
+    if made_on:
+        lines += ["", *made_on]
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +153,7 @@ def main():
         f"{p['a']}_vs_{p['b']}": {"difference": p["difference"], "difference_ci95": p["difference_ci95"],
                                   **{k: v for k, v in p["mcnemar"][0].items() if k != "replicate"}}
         for p in pairs}})
-    table = markdown_table(rows, costs, archs, best, pairs)
+    table = markdown_table(rows, costs, archs, best, pairs, machine_lines(names))
     write_text("metrics/compare.md", table)
     plot_models(rows)
     print(table)

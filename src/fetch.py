@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bloodcells import sources, synthetic
 from bloodcells.atomic import atomic_dir
-from bloodcells.errors import UserError, require, stage_main
+from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
 
 RAW_DIR = Path("data/raw")
@@ -24,9 +24,6 @@ def fetch(data_params, fetch_params, dest):
         sources.fetch_kaggle(dest)
     elif source == "synthetic":
         spec = data_params["synthetic"]
-        require(int(spec["per_class"]) >= 3, "data.synthetic.per_class must be at least 3")
-        require(len(spec["size"]) == 2 and min(spec["size"]) >= 64,
-                "data.synthetic.size must be [width, height], each at least 64")
         synthetic.generate(dest, spec["per_class"], spec["size"], seed=spec["seed"])
     elif Path(source).expanduser().exists() or any(c in source for c in "/\\~."):
         sources.import_local(source, dest)

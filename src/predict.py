@@ -13,6 +13,7 @@ every other file is still classified and written.
 """
 import argparse
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,23 @@ def parse_args():
                         help="average the 8 dihedral views (default: evaluate.tta of params.yaml)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size of params.yaml")
     return parser.parse_args()
+
+
+def check_output_path(path, option, folder=False):
+    """Refuse, before any work, an output path that cannot be written: the path itself a folder (or, for a folder
+    option, a file), or a file standing where one of its parent folders would be."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: a file of that name exists; name a folder for the pictures")
+    if not folder and path.is_dir():
+        raise UserError(f"{option} {path} is a folder; name a .csv or .json file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{option} {path}: {parent} is a file, not a folder; choose another path")
+            if not os.access(parent, os.W_OK):
+                raise UserError(f"{option} {path}: cannot write in {parent} (no permission); choose another path")
+            return
 
 
 def default_model():
@@ -168,6 +186,10 @@ def main():
     args = parse_args()
     if args.out and Path(args.out).suffix not in (".csv", ".json"):
         raise UserError(f"--out must end in .csv or .json, got {args.out}")
+    if args.out:
+        check_output_path(args.out, "--out")
+    if args.overlay:
+        check_output_path(args.overlay, "--overlay", folder=True)
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     settings = load_params(("evaluate",))["evaluate"]

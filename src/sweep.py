@@ -12,17 +12,19 @@ the old random split (clean.test_size) once per --seeds seed, named split-S. The
 own queue: --jobs N starts N workers (`dvc queue start -j N`), each in a temporary copy of the repository,
 so the workspace is left as it was; a run's results are read from its experiment commit.
 
-The test predictions of every run are kept in metrics/sweep_predictions.csv (git-ignored: it holds
-the dataset's labels, which are not ours to commit); from them
-metrics/sweep.json and metrics/sweep.md report, per model, accuracy, macro sensitivity and specificity
-pooled over all test predictions with 95 % bootstrap intervals (resampling images), the per-fold
-spread, AUC, kappa and calibration, and for every pair of models the accuracy difference with McNemar's
-exact test. --report-only recomputes the report from the kept predictions.
+Each configuration has its own record, metrics/sweep_<record>.md and .json: --record names it; by default
+it is `defaults` for params.yaml as it is, else named after the -S settings and seeds (-S clean.locator=stain:
+`locator_stain`). The test predictions of every run are kept in metrics/sweep_<record>_predictions.csv
+(git-ignored: it holds the dataset's labels, which are not ours to commit); from them the record reports,
+per model, accuracy, macro sensitivity and specificity pooled over all test predictions with 95 % bootstrap
+intervals (resampling images), the per-fold spread, AUC, kappa and calibration, and for every pair of models
+the accuracy difference with McNemar's exact test. --report-only recomputes a record from its kept predictions.
 """
 import argparse
 import io
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bloodcells import exp_queue
+from bloodcells import exp_queue, machine, sources
 from bloodcells.atomic import atomic_file, write_json, write_text
 from bloodcells.classes import CLASS_INDEX, CLASSES
 from bloodcells.errors import UserError, stage_main
@@ -40,9 +42,31 @@ from bloodcells.stats import bootstrap_intervals, describe_pair, paired_comparis
 
 SCORES = ("accuracy", "macro_sensitivity", "macro_specificity")
 EXTRA_SCORES = ("balanced_accuracy", "cohen_kappa", "macro_roc_auc", "expected_calibration_error")
-PREDICTIONS = Path("metrics/sweep_predictions.csv")
-REPORT_JSON, REPORT_MD = Path("metrics/sweep.json"), Path("metrics/sweep.md")
+RECORDS_DIR = Path("metrics")
 PROBABILITY_COLUMNS = [f"p_{label}" for label in CLASSES]
+
+
+def record_paths(record):
+    """(report .json, report .md, kept predictions .csv) of one configuration's record."""
+    stem = RECORDS_DIR / f"sweep_{record}"
+    return stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_name(f"{stem.name}_predictions.csv")
+
+
+def record_name(folds, seeds, train_seeds, extra_sets):
+    """The default record name: `defaults` for params.yaml as it is, else the settings that differ from it
+    (the key without its section, and the value) and any seeds or fold count other than the defaults'."""
+    parts = []
+    for assignment in extra_sets:
+        key, _, value = assignment.partition("=")
+        if key.strip() != "data.source":
+            parts.append("_".join(key.strip().split(".")[1:] or [key.strip()]) + "_" + value.strip())
+    if folds != 5:
+        parts.append(f"cv{folds}" if folds else "random_splits")
+    if list(seeds) != [0]:
+        parts.append("seeds_" + "-".join(map(str, seeds)))
+    if train_seeds:
+        parts.append("train_seeds_" + "-".join(map(str, train_seeds)))
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts)) if parts else "defaults"
 
 
 def planned_runs(folds, seeds, train_seeds):
@@ -82,6 +106,20 @@ def collect_predictions(name, models, seed, fold, train_seed):
     return pd.concat(frames, ignore_index=True)
 
 
+def trained_on(names, models):
+    """Which machines trained the runs, and in which precision: one line per distinct machine and precision."""
+    lines = set()
+    for name in names:
+        for model in models:
+            try:
+                record = json.loads(exp_queue.read_file(name, f"metrics/train/{model}/machine.json"))
+            except UserError:
+                lines.add(f"{model}: machine not recorded")
+                continue
+            lines.add(f"{model}: {record['precision']} on {machine.summary_line(record)}")
+    return sorted(lines)
+
+
 def arrays(frame):
     actual = frame["actual"].map(CLASS_INDEX).to_numpy()
     predicted = frame["predicted"].map(CLASS_INDEX).to_numpy()
@@ -110,7 +148,7 @@ def model_report(frame):
     }
 
 
-def report(predictions):
+def report(predictions, source="the kept predictions"):
     """The sweep's report from all kept predictions (one row per model, run and test image)."""
     models = list(dict.fromkeys(predictions["model"]))
     per_model = {name: model_report(predictions[predictions["model"] == name]) for name in models}
@@ -119,7 +157,7 @@ def report(predictions):
     index = aligned[models[0]].index
     for name in models:
         if not aligned[name].index.equals(index):
-            raise UserError(f"{PREDICTIONS}: {name} was not scored on the same test images as {models[0]}; "
+            raise UserError(f"{source}: {name} was not scored on the same test images as {models[0]}; "
                             "re-run the sweep")
     correct = {name: (aligned[name]["actual"] == aligned[name]["predicted"]).to_numpy() for name in models}
     replicates = [f"seed {s}" + (f", train seed {t}" if t >= 0 else "")
@@ -141,7 +179,8 @@ def missed_by_every_model(predictions):
 
 
 def markdown(summary, description):
-    lines = [description, "",
+    made_on = summary.get("trained_on", [])
+    lines = [description, *(["", "Trained on:", "", *[f"- {line}" for line in made_on]] if made_on else []), "",
              "| model | accuracy (95% CI) | macro sensitivity (95% CI) | macro specificity (95% CI) | "
              "per-fold accuracy mean ± sd (min-max) | balanced accuracy | Cohen's kappa | macro ROC AUC | ECE |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -163,12 +202,51 @@ def markdown(summary, description):
     return "\n".join(lines) + "\n"
 
 
-def describe(folds, seeds, train_seeds, extra_sets):
+def display_name(model, params):
+    """ResNet18, EfficientNet-b0, AlexNet: the arch of params.yaml, as the README names it."""
+    arch = params.get("models", {}).get(model, {}).get("arch", model)
+    return {"resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50",
+            "alexnet": "AlexNet"}.get(arch, arch.replace("efficientnet", "EfficientNet"))
+
+
+def readme_tables(summary, params):
+    """The README's Results tables of a record: the pooled scores, then the paired tests (what `--readme-table`
+    prints, and what tests/test_docs.py holds the README to)."""
+    lines = ["| model | accuracy | macro sensitivity | macro specificity | per-fold accuracy (min-max) | "
+             "balanced accuracy | Cohen's kappa | macro ROC AUC | ECE |", "|---|---|---|---|---|---|---|---|---|"]
+    for model, row in summary["models"].items():
+        low, high = row["accuracy"]["ci95"]
+        cells = [f"**{row['accuracy']['value']:.3f}** ({low:.3f}-{high:.3f})"]
+        cells += [f"{row[s]['value']:.3f} ({row[s]['ci95'][0]:.3f}-{row[s]['ci95'][1]:.3f})" for s in SCORES[1:]]
+        spread = row["per_fold_accuracy"]
+        cells.append(f"{spread['mean']:.3f} ± {spread['std']:.3f} ({spread['min']:.3f}-{spread['max']:.3f})")
+        auc = "n/a" if row["macro_roc_auc"] is None else f"{row['macro_roc_auc']:.3f}"
+        cells += [f"{row['balanced_accuracy']:.3f}", f"{row['cohen_kappa']:.3f}", auc,
+                  f"{row['expected_calibration_error']:.3f}"]
+        lines.append(f"| {display_name(model, params)} | " + " | ".join(cells) + " |")
+    lines += ["", "| pair | accuracy difference | only the first right / only the second right | McNemar p | Holm p |",
+              "|---|---|---|---|---|"]
+    for pair in summary["pairs"]:
+        low, high = (100 * bound for bound in pair["difference_ci95"])
+        tests = pair["mcnemar"]
+        counts = "; ".join(f"{t['only_a_right']} / {t['only_b_right']}" for t in tests)
+        p_values = "; ".join(f"{t['p_value']:.2g}" for t in tests)
+        holm = "; ".join(f"{t['p_holm']:.2g}" for t in tests)
+        lines.append(f"| {display_name(pair['a'], params)} vs {display_name(pair['b'], params)} | "
+                     f"{100 * pair['difference']:+.1f} points ({low:+.1f} to {high:+.1f}) | {counts} | {p_values} | {holm} |")
+    return "\n".join(lines) + "\n"
+
+
+def describe(folds, seeds, train_seeds, extra_sets, data_source):
+    """The record's first line: the folds and seeds, the data (a local copy by what it holds, never by a path of
+    this machine) and the settings that differ from params.yaml."""
     how = (f"{folds}-fold cross-validation, data seeds {', '.join(map(str, seeds))} (every image tested once per seed)"
            if folds else f"random splits with seeds {', '.join(map(str, seeds))} (test sets overlap)")
     if train_seeds:
         how += f", training seeds {', '.join(map(str, train_seeds))}"
-    return how + (f"; with {' '.join(extra_sets)}" if extra_sets else "") + "."
+    how += f"; data: {data_source}"
+    settings = [s for s in extra_sets if not s.startswith("data.source")]
+    return how + (f"; with {' '.join(settings)}" if settings else "") + "."
 
 
 def parse_args():
@@ -183,7 +261,11 @@ def parse_args():
     parser.add_argument("-j", "--jobs", type=int, default=1,
                         help="DVC queue workers running experiments at once (each trains with train.threads = "
                              "cores / jobs unless -S train.threads=... is given)")
-    parser.add_argument("--report-only", action="store_true", help=f"recompute the report from {PREDICTIONS}")
+    parser.add_argument("--record", help="name of this configuration's record, metrics/sweep_<record>.md/.json "
+                                         "(default: defaults, or named after the -S settings and seeds)")
+    parser.add_argument("--report-only", action="store_true", help="recompute the record from its kept predictions")
+    parser.add_argument("--readme-table", action="store_true",
+                        help="print the record's tables as the README's Results shows them, and exit")
     parser.add_argument("--collect-only", action="store_true",
                         help="queue nothing: collect the finished experiments of these arguments and report")
     args = parser.parse_args()
@@ -194,6 +276,9 @@ def parse_args():
     if args.repeats < 1:
         raise UserError(f"--repeats must be at least 1, got {args.repeats}")
     args.seeds = args.seeds if args.seeds is not None else list(range(args.repeats))
+    if args.record is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.record):
+        raise UserError(f"--record must be a plain name (letters, digits, . _ -), got {args.record!r}")
+    args.record = args.record or record_name(args.folds, args.seeds, args.train_seeds, args.set_param)
     for option, values in (("--seeds", args.seeds), ("--train-seeds", args.train_seeds or [])):
         if len(set(values)) != len(values):
             raise UserError(f"{option} repeats a seed ({' '.join(map(str, values))}); give each seed once")
@@ -205,12 +290,14 @@ def parse_args():
     return args
 
 
-def write_report(predictions, description):
-    summary = report(predictions)
-    write_json(REPORT_JSON, {"description": description, **summary})
+def write_report(predictions, description, record, source="the kept predictions", made_on=()):
+    report_json, report_md, _ = record_paths(record)
+    summary = {**report(predictions, source), "trained_on": list(made_on)}
+    write_json(report_json, {"description": description, **summary})
     table = markdown(summary, description)
-    write_text(REPORT_MD, table)
+    write_text(report_md, table)
     print(table)
+    print(f"record: {report_md} and {report_json}")
 
 
 def run_settings(args, params):
@@ -234,11 +321,18 @@ def run_settings(args, params):
 @stage_main
 def main():
     args = parse_args()
+    report_json, _, kept = record_paths(args.record)
+    if args.readme_table:
+        if not report_json.is_file():
+            raise UserError(f"{report_json} not found; run the sweep first (or name the record with --record)")
+        print(readme_tables(json.loads(report_json.read_text()), load_params()), end="")
+        return
     if args.report_only:
-        if not PREDICTIONS.is_file():
-            raise UserError(f"{PREDICTIONS} not found; run the sweep first")
-        description = json.loads(REPORT_JSON.read_text())["description"] if REPORT_JSON.is_file() else ""
-        write_report(pd.read_csv(PREDICTIONS), description)
+        if not kept.is_file():
+            raise UserError(f"{kept} not found; run the sweep first (or name the record with --record)")
+        earlier = json.loads(report_json.read_text()) if report_json.is_file() else {}
+        write_report(pd.read_csv(kept), earlier.get("description", ""), args.record, str(kept),
+                     earlier.get("trained_on", []))
         return
     params = load_params()
     models = list(params["models"])
@@ -258,12 +352,16 @@ def main():
                             "in `dvc queue logs NAME`); fix the cause and re-run the sweep")
     predictions = pd.concat([collect_predictions(name, models, *run) for name, run in runs.items()],
                             ignore_index=True)
-    with atomic_file(PREDICTIONS) as tmp:
+    with atomic_file(kept) as tmp:
         predictions.to_csv(tmp, index=False)
-    description = describe(args.folds, args.seeds, args.train_seeds, sets)
+    given = {a.split("=", 1)[0].strip(): a.split("=", 1)[1].strip() for a in args.set_param if "=" in a}
+    data_source = sources.describe_source(given.get("data.source", params["data"]["source"]),
+                                          params["fetch"]["manifest"])
+    description = describe(args.folds, args.seeds, args.train_seeds, sets, data_source)
     minutes = (time.perf_counter() - started) / 60
     how = "collected" if args.collect_only else f"{args.jobs} worker(s), {minutes:.0f} min"
-    write_report(predictions, f"{description} {len(runs)} runs, {how}.")
+    write_report(predictions, f"{description} {len(runs)} runs, {how}.", args.record, str(kept),
+                 trained_on(runs, models))
 
 
 if __name__ == "__main__":

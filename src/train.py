@@ -1,4 +1,4 @@
-"""Stage train_<model>: train one model on data/clean and save models/<model>.pt.
+"""Stage train@<model>: train one model on data/clean and save models/<model>.pt.
 
 Usage: python src/train.py resnet|efficientnet|alexnet
 Parameters: the `train` section of params.yaml, overridden by `models.<model>`.
@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from bloodcells import data
-from bloodcells.atomic import atomic_file, discard_on_failure
+from bloodcells import data, machine
+from bloodcells.atomic import atomic_file, discard_on_failure, write_json
 from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
-from bloodcells.models import ARCHS, alexnet_options, build_model, check_arch
+from bloodcells.models import ARCHS, alexnet_options, build_model
 from bloodcells.params import Params, load_params
-from bloodcells.training import check_config, resolve_device, seed_everything, train_model
+from bloodcells.training import resolve_device, seed_everything, train_model
 
 MODEL_DIR = Path("models")
 WEIGHTS_DIR = Path("weights")
@@ -25,16 +25,14 @@ def model_config(params, name):
     if name not in params.get("models", {}):
         raise UserError(f"unknown model {name!r}; params.yaml models: has {', '.join(params.get('models', {}))}")
     cfg = Params({**params["train"], **params["models"][name], "name": name}, f"models.{name}.", fallback="train.")
-    check_arch(name, cfg.get("arch"))
-    check_config(name, cfg)
     weights_dir = (WEIGHTS_DIR / name).resolve()
     if cfg.get("weights") and weights_dir not in Path(cfg["weights"]).expanduser().resolve().parents:
         raise UserError(f"models.{name}.weights must be a file under {WEIGHTS_DIR / name}/ (a declared dependency "
-                        f"of train_{name}); copy {cfg['weights']} there")
+                        f"of train@{name}); copy {cfg['weights']} there")
     return cfg
 
 
-def save_checkpoint(path, model, cfg, mean, std, crop):
+def save_checkpoint(path, model, cfg, mean, std, crop, made_on):
     """Weights and what inference needs (with how the clean stage cut the crops, for predict), nothing that varies from run to run (the wall-clock summary lives in
     metrics/train/<model>/metrics.json), so the same inputs give a byte-identical file and DVC hash."""
     checkpoint = {
@@ -47,6 +45,7 @@ def save_checkpoint(path, model, cfg, mean, std, crop):
         "mean": mean,
         "std": std,
         "crop": crop,
+        "machine": made_on,  # the same on the same machine: the file stays byte-identical run to run
     }
     with atomic_file(path) as tmp, open(tmp, "wb") as handle:
         torch.save(checkpoint, handle)  # a file object: a path would put the random temporary name in the zip
@@ -80,12 +79,15 @@ def main():
                                      cfg, live, device, mean, std)
         model.load_state_dict(state)
         summary["parameters"] = sum(p.numel() for p in model.parameters())
+        made_on = machine.describe(device, cfg["threads"], summary.pop("precision"))
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
-    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std, crop)
+    write_json(Path(f"metrics/train/{name}/machine.json"), made_on)
+    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std, crop, made_on)
     print(f"{name}: kept epoch {summary['selected_epoch']} (val accuracy {summary['selected_val_accuracy']:.3f}; "
           f"best {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}), "
-          f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s -> {MODEL_DIR / name}.pt")
+          f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s in {made_on['precision']} "
+          f"-> {MODEL_DIR / name}.pt")
 
 
 if __name__ == "__main__":

@@ -109,23 +109,13 @@ def test_folds_are_deterministic_per_seed_and_ignore_row_order():
     assert sorted(pd.Series(first).value_counts()) == [69, 69, 69, 70, 70]
 
 
-def test_folds_zero_is_the_random_split_and_bad_fold_settings_are_one_line():
+def test_folds_zero_is_the_random_split_and_too_many_folds_for_the_data_is_one_line():
     data = frame(REAL_COUNTS)
     random_test = split(data, {"folds": 0, "fold": 0, "seed": 0}, 0.1, 0.1)[2]
     assert list(random_test["image"]) == list(split_stratified(data, 0.1, 0.1, seed=0)[2]["image"])
     assert len(split(data, {"folds": 5, "fold": 4, "seed": 0}, 0.1, 0.1)[2]) in (69, 70)
-    with pytest.raises(UserError, match="data.fold must be an integer from 0 to data.folds - 1 = 4, got 5"):
-        split(data, {"folds": 5, "fold": 5, "seed": 0}, 0.1, 0.1)
-    with pytest.raises(UserError, match="data.folds must be 0 .* or an integer >= 2, got 1"):
-        split(data, {"folds": 1, "fold": 0, "seed": 0}, 0.1, 0.1)
     with pytest.raises(UserError, match="needs at least 22 images of every class"):
         split(data, {"folds": 20, "fold": 0, "seed": 0}, 0.1, 0.1)
-
-
-@pytest.mark.parametrize("test_size", [0, 0.5, 0.7, -0.1])
-def test_test_size_outside_range_is_rejected(test_size):
-    with pytest.raises(UserError, match="clean.test_size must be in"):
-        split_stratified(frame(REAL_COUNTS), test_size, 0.1, seed=0)
 
 
 def test_resample_drops_neutrophils_then_balances():
@@ -142,5 +132,3 @@ def test_resample_with_factors_and_none():
     assert factors["label"].value_counts().to_dict() == {"NEUTROPHIL": 20, "EOSINOPHIL": 10, "LYMPHOCYTE": 12,
                                                          "MONOCYTE": 5}
     assert len(resample_train(train, 0.0, "none", seed=0)) == len(train)
-    with pytest.raises(UserError, match="unknown class"):
-        resample_train(train, 0.0, {"BASOPHIL": 2}, seed=0)

@@ -4,6 +4,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from bloodcells.atomic import atomic_dir, atomic_file
 from conftest import git, run, set_params
@@ -18,8 +19,8 @@ def ran_stages(output):
 
 def test_full_pipeline_then_change_one_model(project):
     first = run(["dvc", "repro"], project)
-    assert ran_stages(first.stdout) == {"fetch", "clean", "explore", "train_resnet", "train_efficientnet",
-                                        "train_alexnet", "evaluate", "compare"}
+    assert ran_stages(first.stdout) == {"fetch", "clean", "explore", "train@resnet", "train@efficientnet",
+                                        "train@alexnet", "evaluate", "compare"}
     compare = json.loads((project / "metrics/compare.json").read_text())
     evaluation_accuracy = {}
     assert compare["best_model"] in MODELS and set(compare["models"]) == set(MODELS)
@@ -33,7 +34,13 @@ def test_full_pipeline_then_change_one_model(project):
         assert header.startswith("image,actual,predicted,p_NEUTROPHIL")
         checkpoint_summary = json.loads((project / f"metrics/train/{name}/metrics.json").read_text())
         assert checkpoint_summary["best_epoch"] == 1 and checkpoint_summary["parameters"] > 0
-    assert "| resnet (resnet18)" in (project / "metrics/compare.md").read_text()
+        made_on = json.loads((project / f"metrics/train/{name}/machine.json").read_text())
+        assert {"device", "cpu", "cpu_avx2", "cpu_avx512", "cpu_avx512_bf16", "cpu_amx_bf16", "native_bf16",
+                "torch", "threads"} <= set(made_on) and made_on["precision"] in ("fp32", "bf16")
+        assert made_on["precision"] == ("bf16" if made_on["native_bf16"] and name != "efficientnet" else "fp32")
+        assert torch.load(project / f"models/{name}.pt", weights_only=False)["machine"] == made_on
+    compare_md = (project / "metrics/compare.md").read_text()
+    assert "| resnet (resnet18)" in compare_md and "Trained on " in compare_md and "resnet " in compare_md
     git(project, "add", "-A")
     git(project, "commit", "-qm", "baseline")
     assert "up to date" in run(["dvc", "repro"], project).stdout
@@ -52,7 +59,7 @@ def test_full_pipeline_then_change_one_model(project):
     git(project, "checkout", "-q", "-b", "longer-resnet")
     set_params(project, {"models": {"resnet": {"epochs": 2}}})
     second = run(["dvc", "repro"], project)
-    assert ran_stages(second.stdout) == {"train_resnet", "evaluate", "compare"}
+    assert ran_stages(second.stdout) == {"train@resnet", "evaluate", "compare"}
     git(project, "add", "-A")
     git(project, "commit", "-qm", "resnet: 2 epochs")
 
@@ -107,12 +114,12 @@ def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions
     params = project / "params.yaml"
     before = params.read_text()
     result = run([sys.executable, "src/sweep.py", "--folds", "2", "--jobs", "2"], project)
-    predictions = pd.read_csv(project / "metrics/sweep_predictions.csv")
+    predictions = pd.read_csv(project / "metrics/sweep_cv2_predictions.csv")
     for name in MODELS:
         rows = predictions[predictions["model"] == name]
         assert sorted(rows["image"]) == [f"BloodImage_{n:05d}" for n in range(40)]  # every image tested once
         assert sorted(set(rows["fold"])) == [0, 1]
-    sweep = json.loads((project / "metrics/sweep.json").read_text())
+    sweep = json.loads((project / "metrics/sweep_cv2.json").read_text())
     for name in MODELS:
         row = sweep["models"][name]
         rows = predictions[predictions["model"] == name]
@@ -123,17 +130,19 @@ def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions
         folds = [(g["actual"] == g["predicted"]).mean() for _, g in rows.groupby("fold")]
         assert row["per_fold_accuracy"]["mean"] == pytest.approx(sum(folds) / 2)
     assert len(sweep["pairs"]) == 3 and "McNemar" in result.stdout
-    assert "| resnet (40 predictions of 40 images)" in (project / "metrics/sweep.md").read_text()
+    assert sweep["description"].startswith("2-fold cross-validation, data seeds 0") and "data: synthetic" in sweep["description"]
+    assert any(line.startswith("resnet: ") and " on " in line for line in sweep["trained_on"])
+    assert "| resnet (40 predictions of 40 images)" in (project / "metrics/sweep_cv2.md").read_text()
     assert params.read_text() == before  # queued runs leave the workspace alone
     assert "train.threads=" in result.stdout  # two workers share the cores
     names = run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
     assert {"cv2-s0-f0", "cv2-s0-f1"} <= set(names)
-    (project / "metrics/sweep.md").unlink()
-    run([sys.executable, "src/sweep.py", "--report-only"], project)
-    assert json.loads((project / "metrics/sweep.json").read_text())["pairs"] == sweep["pairs"]
-    (project / "metrics/sweep_predictions.csv").unlink()  # the experiments alone give the same report
+    (project / "metrics/sweep_cv2.md").unlink()
+    run([sys.executable, "src/sweep.py", "--report-only", "--record", "cv2"], project)
+    assert json.loads((project / "metrics/sweep_cv2.json").read_text())["pairs"] == sweep["pairs"]
+    (project / "metrics/sweep_cv2_predictions.csv").unlink()  # the experiments alone give the same report
     run([sys.executable, "src/sweep.py", "--folds", "2", "--jobs", "2", "--collect-only"], project)
-    assert pd.read_csv(project / "metrics/sweep_predictions.csv").equals(predictions)
+    assert pd.read_csv(project / "metrics/sweep_cv2_predictions.csv").equals(predictions)
 
 
 def test_a_failed_sweep_run_shows_its_log_and_fails_the_sweep(project):
@@ -143,4 +152,4 @@ def test_a_failed_sweep_run_shows_its_log_and_fails_the_sweep(project):
     output = result.stdout + result.stderr
     assert "models.alexnet.epochs: must be greater than 0, got 0" in output  # the end of the failed run's log, not swallowed
     assert "error: 2 of 2 experiments failed (cv2-s0-f0, cv2-s0-f1" in result.stderr
-    assert not (project / "metrics/sweep_predictions.csv").exists()
+    assert not (project / "metrics/sweep_cv2_predictions.csv").exists()

@@ -162,10 +162,15 @@ def test_predict_bad_arguments_are_one_line(trained, tmp_path):
         ((photo, "--batch-size", "0"), "--batch-size must be at least 1"),
         ((photo, "--model", tmp_path / "none.pt"), "none.pt not found"),
         ((photo, "--model", "params.yaml"), "cannot read it as a checkpoint"),
+        ((photo, "--out", "params.yaml/results.csv"), "params.yaml is a file, not a folder"),
+        ((photo, "--out", tmp_path), "is a folder; name a .csv or .json file"),
+        ((photo, "--overlay", "params.yaml"), "a file of that name exists; name a folder"),
+        ((photo, "--overlay", "params.yaml/pictures"), "params.yaml is a file, not a folder"),
     ]:
         result = predict(trained, *args, check=False)
         assert result.returncode == 2, args
         assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr, args
+        assert "classifying" not in result.stderr, args  # refused before any work
     compare = trained / "metrics/compare.json"
     compare.rename(tmp_path / "compare.json")
     try:

@@ -60,6 +60,13 @@ def test_the_projects_params_pass():
     ({"clean.oversample": {"BASO": 2}}, "clean.oversample: names unknown class(es) BASO"),
     ({"data.synthetic.size": [640]}, "data.synthetic.size: list should have at least 2 items"),
     ({"fetch.retries": 0}, "fetch.retries: must be greater than or equal to 1, got 0"),
+    ({"data.fold": 5}, "data.fold: must be from 0 to data.folds - 1 = 4, got 5"),
+    ({"data.folds": 1}, "data.folds: must be 0 (one random split) or at least 2, got 1"),
+    ({"clean.crop_side": 8}, "clean.crop_side: must be greater than or equal to 16, got 8"),
+    ({"clean.crop_side": 120.5}, "clean.crop_side: must be a valid integer, got 120.5"),
+    ({"clean.edge_cells": "wrap"}, "clean.edge_cells: must be 'pad' or 'shift', got 'wrap'"),
+    ({"clean.neutrophil_drop_fraction": 1}, "clean.neutrophil_drop_fraction: must be less than 1, got 1"),
+    ({"data.synthetic.per_class": 2}, "data.synthetic.per_class: must be greater than or equal to 3, got 2"),
 ])
 def test_each_kind_of_problem_is_named_with_its_key_and_value(changes, message):
     assert message in problems(changes)
@@ -94,4 +101,17 @@ def test_params_that_are_not_yaml_are_one_line(project):
     (project / "params.yaml").write_text("train:\n  epochs: [3\n")
     result = run([sys.executable, "src/fetch.py"], project, check=False)
     assert result.returncode == 2 and "params.yaml: not valid YAML at line" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_key_given_twice_is_one_line_naming_it_and_both_lines(project):
+    text = (project / "params.yaml").read_text()
+    lines = text.splitlines()
+    data_line = lines.index("data:")
+    seed_line = next(n for n in range(data_line, len(lines)) if lines[n].strip().startswith("seed:"))
+    lines.insert(data_line + 1, "  seed: 7")
+    (project / "params.yaml").write_text("\n".join(lines) + "\n")
+    result = run([sys.executable, "src/clean.py"], project, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"key 'seed' is given twice, on lines {data_line + 2} and {seed_line + 2}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

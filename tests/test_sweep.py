@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import sweep
-from bloodcells import exp_queue
+from bloodcells import exp_queue, sources
 from bloodcells.classes import CLASSES
 from conftest import ROOT, run
 
@@ -148,3 +148,26 @@ def test_wait_trusts_a_running_experiment_whose_busy_worker_does_not_answer(monk
     clock = iter(range(0, 10000, 30))
     monkeypatch.setattr(exp_queue.time, "perf_counter", lambda: next(clock))
     assert exp_queue.wait(["a"], started=0.0) == {"a": "Success"}
+
+
+def test_each_configuration_has_its_own_record_named_for_what_it_is():
+    assert sweep.record_name(5, [0], None, []) == "defaults"
+    assert sweep.record_name(5, [0], None, ["data.source=/some/copy"]) == "defaults"  # the data is not the recipe
+    assert sweep.record_name(5, [0], None, ["clean.locator=stain"]) == "locator_stain"
+    assert sweep.record_name(5, [0, 1, 2], [0, 1], ["models.resnet.epochs=40"]) == \
+        "resnet_epochs_40_seeds_0-1-2_train_seeds_0-1"
+    assert sweep.record_name(2, [0], None, []) == "cv2"
+    assert sweep.record_paths("defaults")[1].as_posix() == "metrics/sweep_defaults.md"
+
+
+def test_a_record_names_a_local_copy_by_what_it_holds_never_by_its_path(tmp_path):
+    copy = tmp_path / "copy" / "dataset-master"
+    (copy / "JPEGImages").mkdir(parents=True)
+    (copy / "labels.csv").write_text(",Image,Category\n,0,NEUTROPHIL\n")
+    (copy / "JPEGImages" / "BloodImage_00000.jpg").write_bytes(b"not really a jpeg")
+    manifest = tmp_path / "bccd.sha256"
+    described = sweep.describe(5, [0], None, [f"data.source={copy}"], sources.describe_source(copy, manifest))
+    assert str(tmp_path) not in described and "a local copy (SHA-256 of its files' manifest" in described
+    sources.write_manifest(copy, manifest)
+    assert "byte-identical to the bccd download" in sources.describe_source(copy.parent, manifest)
+    assert sources.describe_source("bccd", manifest) == "bccd"

@@ -1,5 +1,6 @@
 import re
 import urllib.error
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from bloodcells.data import affine, augment, dihedral
 from bloodcells.errors import UserError
 from bloodcells.models import ARCHS, build_model
 from bloodcells import training
-from bloodcells.training import autocast_dtype, seed_everything, train_model
+from bloodcells.training import autocast_dtype, resolve_precision, seed_everything, train_model
 from conftest import ROOT, set_params, stage
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -99,15 +100,29 @@ def test_efficientnet_uses_native_silu_with_the_same_outputs():
         assert torch.allclose(native, model(images), atol=1e-5)
 
 
-def test_precision_choices(monkeypatch):
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_follows_the_cpu_and_the_family(monkeypatch, native):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cuda) is None
-    assert autocast_dtype("auto", cuda) == torch.bfloat16
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    for family, faster in training.CPU_BF16_FASTER.items():
+        assert resolve_precision("auto", cpu, family) == ("bf16" if native and faster else "fp32")
+        assert resolve_precision("auto", cuda, family) == "bf16"
+        assert resolve_precision("fp32", cuda, family) == "fp32"
+    assert autocast_dtype("bf16") == torch.bfloat16 and autocast_dtype("fp32") is None
+
+
+def test_explicit_bf16_on_a_cpu_without_it_warns_once(monkeypatch):
     monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
-    with pytest.warns(UserWarning, match="no native bfloat16"):
-        assert autocast_dtype("bf16", cpu) == torch.bfloat16
-    with pytest.raises(UserError, match="fp32 or bf16"):
-        autocast_dtype("fp16", cpu)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_precision("bf16", torch.device("cpu"), "resnet") == "bf16"
+        assert resolve_precision("auto", torch.device("cpu"), "resnet") == "fp32"
+    assert [str(w.message) for w in caught if "no native bfloat16" in str(w.message)] != []
+    assert len(caught) == 1
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_precision("bf16", torch.device("cpu"), "resnet")
 
 
 def test_bf16_training_runs_and_keeps_fp32_weights(tmp_path):

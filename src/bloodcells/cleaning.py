@@ -103,8 +103,6 @@ def _sorted(*parts):
 
 def split_stratified(frame, test_size, val_size, seed):
     """Test, then validation from the rest, both stratified by label; returns train, val, test."""
-    require(0 < test_size < 0.5, f"clean.test_size must be in (0, 0.5), got {test_size}")
-    require(0 < val_size < 0.5, f"clean.val_size must be in (0, 0.5), got {val_size}")
     counts = frame["label"].value_counts()
     require(len(counts) == len(CLASSES) and counts.min() >= 3,
             f"every class needs at least 3 images to split, got {counts.to_dict()}; use more data")
@@ -116,8 +114,6 @@ def split_stratified(frame, test_size, val_size, seed):
 def fold_assignment(frame, folds, seed):
     """The fold (0 .. folds-1) in which each row of `frame` is tested: a stratified K-fold partition,
     shuffled by `seed` and independent of the frame's row order."""
-    require(isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2,
-            f"data.folds must be 0 (one random split) or an integer >= 2, got {folds!r}")
     counts = frame["label"].value_counts()
     require(len(counts) == len(CLASSES) and counts.min() >= folds + 2,
             f"{folds}-fold cross-validation needs at least {folds + 2} images of every class, got "
@@ -134,9 +130,6 @@ def split_fold(frame, folds, fold, val_size, seed):
     """Fold `fold` of a stratified `folds`-fold partition is the test split; validation is drawn from the
     other folds as in split_stratified. Returns train, val, test."""
     assignment = fold_assignment(frame, folds, seed)
-    require(isinstance(fold, int) and not isinstance(fold, bool) and 0 <= fold < folds,
-            f"data.fold must be an integer from 0 to data.folds - 1 = {folds - 1}, got {fold!r}")
-    require(0 < val_size < 0.5, f"clean.val_size must be in (0, 0.5), got {val_size}")
     tested = assignment == fold
     train, val = _cut(frame[~tested], val_size, seed)
     return _sorted(train, val, frame[tested])
@@ -153,8 +146,6 @@ def split(frame, data_params, test_size, val_size):
 
 def resample_train(train, neutrophil_drop_fraction, oversample, seed):
     """Drop a share of NEUTROPHIL rows, then oversample: per-class factors, 'balance' or 'none'."""
-    require(0 <= neutrophil_drop_fraction < 1,
-            f"clean.neutrophil_drop_fraction must be in [0, 1), got {neutrophil_drop_fraction}")
     rng = np.random.default_rng(seed)
     neutrophils = train.index[train["label"] == "NEUTROPHIL"]
     drop = rng.choice(neutrophils, size=round(neutrophil_drop_fraction * len(neutrophils)), replace=False)
@@ -165,14 +156,8 @@ def resample_train(train, neutrophil_drop_fraction, oversample, seed):
         factors = {label: target / len(g) for label, g in groups.items()}
     elif oversample in ("none", None):
         factors = {label: 1 for label in CLASSES}
-    elif isinstance(oversample, dict):
-        unknown = set(oversample) - set(CLASSES)
-        require(not unknown, f"clean.oversample names unknown class(es) {sorted(unknown)}; use {', '.join(CLASSES)}")
-        require(all(isinstance(v, (int, float)) and v >= 1 for v in oversample.values()),
-                f"clean.oversample factors must be numbers >= 1, got {oversample}")
+    else:  # per-class factors, checked by the params schema
         factors = {label: oversample.get(label, 1) for label in CLASSES}
-    else:
-        raise UserError(f"clean.oversample must be 'balance', 'none' or per-class factors, got {oversample!r}")
     parts = []
     for label, group in groups.items():
         whole, fraction = divmod(factors[label], 1)

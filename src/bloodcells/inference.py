@@ -18,9 +18,9 @@ def load_checkpoint(path, name=None):
     """(model in eval mode, checkpoint dict) from a models/<name>.pt file of this project. With `name`, the
     checkpoint must hold that model (the evaluate stage); every problem is a UserError naming the file."""
     path = Path(path)
-    retrain = f"retrain it (dvc repro -f train_{name})" if name else "use a models/<name>.pt file of this project"
+    retrain = f"retrain it (dvc repro -f train@{name})" if name else "use a models/<name>.pt file of this project"
     if not path.is_file():
-        hint = f"train it first (dvc repro train_{name})" if name else "train a model first (dvc repro) or fix --model"
+        hint = f"train it first (dvc repro train@{name})" if name else "train a model first (dvc repro) or fix --model"
         raise UserError(f"{path} not found; {hint}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)

@@ -9,6 +9,26 @@ from .errors import UserError
 PARAMS_FILE = Path("params.yaml")
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A key given twice in one mapping: PyYAML would keep the last value silently (DVC's own reader refuses it)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping, naming it and both lines."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                continue  # an unhashable key is the schema's to refuse
+            if key in first_line:
+                raise DuplicateKey(f"key {key!r} is given twice, on lines {first_line[key]} and {line}; keep one")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 class Params(dict):
     """A params.yaml section: a missing key is a one-line error naming it, not a KeyError traceback."""
 
@@ -33,7 +53,9 @@ def load_params(sections=(), path=PARAMS_FILE):
         raise UserError(f"{path} not found: run the stage from the project root")
     try:
         with open(path) as handle:
-            params = yaml.safe_load(handle) or {}
+            params = yaml.load(handle, Loader=StrictLoader) or {}
+    except DuplicateKey as error:
+        raise UserError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

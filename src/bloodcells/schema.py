@@ -7,7 +7,8 @@ number), a value out of range or not one of the choices, a missing key or sectio
 import difflib
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
+                      model_validator)
 
 from .classes import CLASSES
 from .errors import UserError
@@ -72,6 +73,14 @@ class Data(Section):
     folds: Count
     fold: Count
     synthetic: Synthetic
+
+    @model_validator(mode="after")
+    def fold_of_folds(self):
+        if self.folds == 1:
+            raise ValueError("folds: must be 0 (one random split) or at least 2, got 1")
+        if self.folds and self.fold >= self.folds:
+            raise ValueError(f"fold: must be from 0 to data.folds - 1 = {self.folds - 1}, got {self.fold}")
+        return self
 
 
 class Urls(Section):
@@ -207,6 +216,8 @@ def describe(section, detail):
     if kind == "missing":
         return f"{where}: missing (add it; the project's params.yaml lists every key with its default)"
     message = detail["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+    if not keys:  # a check across keys of the section names its key itself
+        return f"{section}.{message}"
     return f"{where}: {message[0].lower() + message[1:]}, got {detail['input']!r}"
 
 

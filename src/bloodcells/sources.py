@@ -48,9 +48,34 @@ def layout_files(root):
 
 def write_manifest(root, manifest_path):
     """A sha256sum-style manifest of every file of the layout below `root`."""
-    lines = [f"{sha256_of(Path(root) / rel)}  {rel.as_posix()}" for rel in layout_files(root)]
-    Path(manifest_path).write_text("\n".join(lines) + "\n")
-    return len(lines)
+    text = manifest_text(root)
+    Path(manifest_path).write_text(text)
+    return text.count("\n")
+
+
+def manifest_text(root):
+    return "".join(f"{sha256_of(Path(root) / rel)}  {rel.as_posix()}\n" for rel in layout_files(root))
+
+
+def describe_source(source, manifest_path):
+    """data.source as a record may name it: a source name as it is; a local copy never by its path (which belongs
+    to one machine) but by what it holds: the pinned download when its files match the manifest, else the
+    SHA-256 of its own manifest (or of the zip)."""
+    source = str(source)
+    if source in KNOWN_SOURCES:
+        return source
+    path = Path(source).expanduser()
+    if path.is_file():
+        return f"a local zip (SHA-256 {sha256_of(path)[:12]})"
+    if path.is_dir():
+        names = [p.relative_to(path).as_posix() for p in path.rglob("labels.csv")]
+        root = find_dataset_root(names)
+        text = manifest_text(path / root) if root is not None else ""
+        manifest_path = Path(manifest_path)
+        if text and manifest_path.is_file() and text == manifest_path.read_text():
+            return f"a local copy byte-identical to the bccd download (every file matches {manifest_path.as_posix()})"
+        return f"a local copy (SHA-256 of its files' manifest {hashlib.sha256(text.encode()).hexdigest()[:12]})"
+    return "a local copy"
 
 
 def read_manifest(manifest_path):

@@ -11,11 +11,9 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import augment, normalise
-from .errors import UserError, require
+from .errors import UserError
 from .inference import CHANNELS_LAST, predict_probabilities
-
-OPTIMIZERS = ("adamw", "adam", "sgd")
-
+from .machine import cpu_has_native_bf16
 
 def seed_everything(seed):
     random.seed(seed)
@@ -29,52 +27,30 @@ def resolve_device(choice):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
         raise UserError("train.device is cuda but no CUDA device is available; use auto or cpu")
-    require(choice in ("cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {choice!r}")
     return torch.device(choice)
 
 
-def autocast_dtype(precision, device):
-    """bfloat16 autocast on CUDA by default ('auto'), on the CPU only when asked for ('bf16')."""
-    require(precision in ("auto", "fp32", "bf16"), f"train.precision must be auto, fp32 or bf16, got {precision!r}")
+# Families whose training is faster in bf16 autocast than in fp32 on a CPU with native bfloat16 (AVX-512 BF16 or
+# AMX), measured by benchmarks/precision.py; EfficientNet's depthwise convolutions are slower in bf16 there.
+CPU_BF16_FASTER = {"resnet": True, "efficientnet": False, "alexnet": True}
+
+
+def resolve_precision(precision, device, family=None):
+    """The precision a run uses, 'bf16' or 'fp32'. auto: bf16 on CUDA; on the CPU bf16 only where it is native and
+    faster for the family, else fp32. An explicit bf16 on a CPU that emulates it warns (it is several times slower)."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16"
+        return "bf16" if CPU_BF16_FASTER.get(family, False) and cpu_has_native_bf16() else "fp32"
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn("train.precision bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), "
-                      "so training will be slow; set precision: fp32 for this model")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
+                      "so training will be slow; set precision: auto (fp32 here) for this model")
+    return precision
 
 
-def cpu_has_native_bf16():
-    try:
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def check_config(name, cfg):
-    def positive(key, kind):
-        value = cfg.get(key)
-        require(isinstance(value, kind) and not isinstance(value, bool) and value > 0,
-                f"models.{name}.{key} (or train.{key}) must be a positive {kind.__name__}, got {value!r}")
-
-    positive("epochs", int)
-    positive("threads", int)
-    positive("batch_size", int)
-    positive("image_size", int)
-    require(isinstance(cfg.get("lr"), (int, float)) and cfg["lr"] > 0,
-            f"models.{name}.lr (or train.lr) must be > 0, got {cfg.get('lr')!r}")
-    require(cfg.get("optimizer") in OPTIMIZERS,
-            f"models.{name}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.get('optimizer')!r}")
-    require(cfg.get("weight_decay", 0) >= 0, f"models.{name}.weight_decay must be >= 0")
-    require(0 <= cfg.get("label_smoothing", 0) < 1, f"models.{name}.label_smoothing must be in [0, 1)")
-    require(0 <= cfg.get("ema", 0) < 1, f"models.{name}.ema must be in [0, 1) (0 turns it off)")
-    require(cfg.get("select") in ("best", "last"), f"models.{name}.select must be best or last")
-    require(isinstance(cfg.get("mixup", 0), (int, float)) and cfg.get("mixup", 0) >= 0,
-            f"models.{name}.mixup must be >= 0 (0 turns it off), got {cfg.get('mixup')!r}")
-    require(isinstance(cfg.get("max_scale", 0), (int, float)) and 0 <= cfg.get("max_scale", 0) < 1,
-            f"models.{name}.max_scale must be in [0, 1) (0 turns it off), got {cfg.get('max_scale')!r}")
-    require(isinstance(cfg.get("max_rotation", 0), (int, float)) and 0 <= cfg.get("max_rotation", 0) <= 180,
-            f"models.{name}.max_rotation must be in [0, 180] degrees (0 turns it off), got {cfg.get('max_rotation')!r}")
+def autocast_dtype(precision):
+    """torch.bfloat16 for a resolved 'bf16', None (no autocast) for 'fp32'."""
+    return torch.bfloat16 if precision == "bf16" else None
 
 
 def make_optimizer(cfg, parameters):
@@ -109,7 +85,8 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
     val_images, val_labels = val_data
     generator = torch.Generator().manual_seed(cfg["seed"])
     use_mixup, mixup_rng = cfg["mixup"] > 0, np.random.default_rng(cfg["seed"])
-    dtype = autocast_dtype(cfg["precision"], device)
+    precision = resolve_precision(cfg["precision"], device, cfg["name"])
+    dtype = autocast_dtype(precision)
     model.to(device, memory_format=CHANNELS_LAST)
     optimizer = make_optimizer(cfg, model.parameters())
     steps_per_epoch = math.ceil(len(train_images) / cfg["batch_size"])
@@ -182,5 +159,6 @@ def train_model(model, train_data, val_data, cfg, live, device, mean, std):
         "images_per_second": round(cfg["epochs"] * len(train_images) / train_seconds, 1),
         "seconds_per_epoch": round(train_seconds / cfg["epochs"], 2),
         "data_wait_share": round(data_seconds / train_seconds, 4),
+        "precision": precision,  # the one that ran, not a metric: train.py records it with the machine
     }
     return chosen["state"], summary

@@ -1,0 +1,49 @@
+"""The README's numbers are the committed records' numbers, and no committed file names a path of one machine."""
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+
+import sweep
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+RECORD = json.loads((ROOT / "metrics/sweep_defaults.json").read_text())
+
+
+def test_the_readme_results_are_the_record_of_todays_defaults():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for table in sweep.readme_tables(RECORD, params).split("\n\n"):
+        assert table.strip() in README, "README Results differ from metrics/sweep_defaults.json: " \
+                                        "paste `python src/sweep.py --readme-table`"
+    missed = len(RECORD["missed_by_every_model"])
+    images = RECORD["models"]["resnet"]["n_images"]
+    assert f"{missed} images ({round(100 * missed / images)} %) are missed by" in README
+    minutes = re.search(r"(\d+) min\.$", RECORD["description"]).group(1)
+    assert f"sweep took {minutes} min" in README
+
+
+def test_the_committed_baseline_is_fold_0_of_the_record():
+    split = json.loads((ROOT / "metrics/data.json").read_text())["split"]
+    assert split == {"folds": 5, "fold": 0, "seed": 0}
+    for name, row in RECORD["models"].items():
+        baseline = json.loads((ROOT / f"metrics/evaluate/{name}.json").read_text())["accuracy"]
+        assert baseline == pytest.approx(row["per_fold_accuracy"]["values"][0], abs=1e-12), name
+
+
+def test_no_committed_file_names_a_path_of_one_machine():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    machine_path = re.compile(r"(?<![\w.])/(work|home|root|Users|tmp/pytest)/\w")
+    found = []
+    for rel in files:
+        path = ROOT / rel
+        if rel.startswith("tests/") or not path.is_file() or path.suffix in (".png", ".pt", ".jpg"):
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        found += [f"{rel}:{n}" for n, line in enumerate(text.splitlines(), 1) if machine_path.search(line)]
+    assert not found, f"absolute paths of one machine in committed files: {found}"
