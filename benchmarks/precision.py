@@ -58,7 +58,7 @@ def main():
         for label, dtype, channels_last in (("fp32", None, False), ("fp32-cl", None, True),
                                             ("bf16-cl", torch.bfloat16, True)):
             torch.manual_seed(0)
-            model = build_model(name, cfg["arch"], size, **alexnet_options(cfg))
+            model = build_model(name, cfg["arch"], size, num_classes=4, **alexnet_options(cfg))
             timed[label] = seconds_per_step(model, size, batch, dtype, channels_last, args.steps)
         picked = resolve_precision("auto", torch.device("cpu"), name)
         print(f"| {name} ({cfg['arch']}) | {size} | {batch} | {timed['fp32']:.3f} | {timed['fp32-cl']:.3f} | "

@@ -1,6 +1,7 @@
 """Stage clean: apply the cleaning rules, split, crop the white cells, write data/clean/.
 
-Outputs: data/clean/{train,val,test}.csv (image, label, box), data/clean/images/*.png
+Outputs: data/clean/{train,val,test}.csv (image, label, box), data/clean/classes.json (the classes learnt, in
+their order: the data's, less those left out, renamed by clean.rename), data/clean/images/*.png
 (square crops, decoded once here so training never decodes a JPEG), data/clean/crop.json (how the crops
 were cut, which training stores in each model so that predict cuts new photographs the same way),
 metrics/data.json, metrics/locator.json (the stain locator against every annotated box) and
@@ -17,11 +18,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from bloodcells import cells, cleaning, images, locator
+from bloodcells import cells, classes, cleaning, images, layouts, locator, schema
 from bloodcells.atomic import atomic_dir, save_figure, write_json
-from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
-from bloodcells.params import load_params
+from bloodcells.params import PARAMS_FILE, load_params
 
 RAW_DIR = Path("data/raw")
 CLEAN_DIR = Path("data/clean")
@@ -34,8 +34,9 @@ def prepare_images(frame, params, out_dir, notes):
     """Crop (or resize) every image once; returns the readable rows with their box, and the unreadable count.
     What was converted or fixed on the way is appended to `notes`."""
     boxes, unreadable = [], 0
-    for name in tqdm(frame["image"], desc="prepare images", unit="img", disable=None):
-        path = RAW_DIR / "JPEGImages" / f"{name}.jpg"
+    rows = frame[["image", "path", "annotation"]].itertuples(index=False)
+    for name, rel, annotation in tqdm(rows, total=len(frame), desc="prepare images", unit="img", disable=None):
+        path = RAW_DIR / rel
         try:
             image = images.open_rgb(path, notes)
         except UserError as error:
@@ -43,8 +44,11 @@ def prepare_images(frame, params, out_dir, notes):
                 raise UserError(f"{error}; replace the file or set clean.skip_corrupt: true to skip it") from None
             unreadable += 1
             continue
-        box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / "Annotations" / f"{name}.xml",
-                                    params["fallback_box_size"], notes, params["locator"])
+        if params["crop"] == "wbc":
+            box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / annotation if annotation else None,
+                                        params["fallback_box_size"], notes, params["locator"])
+        else:  # the whole image, or its centre square: nothing to locate
+            box, how = (0, 0, *image.size), "image"
         cells.cut_crop(image, box, params).save(out_dir / "images" / f"{name}.png")
         boxes.append((name, *box, how))
     boxes = pd.DataFrame(boxes, columns=["image", "xmin", "ymin", "xmax", "ymax", "box_source"])
@@ -68,17 +72,21 @@ def measure_locator(raw_dir):
     return locator.agreement(ious)
 
 
-def class_counts(frame):
-    return {name: int((frame["label"] == name).sum()) for name in CLASSES} | {"total": len(frame)}
+def class_counts(frame, learnt):
+    return cleaning.class_counts(frame, learnt) | {"total": len(frame)}
 
 
-def plot_distribution(raw_counts, clean_counts):
-    labels = list(CLASSES) + ["empty", "multiple", "other"]
-    before = [raw_counts[k] for k in labels]
+def plot_distribution(raw_counts, clean_counts, names, source):
+    """Rows of labels.csv per class (by the class's name after clean.rename) and the rules' drops, before and
+    after cleaning."""
+    learnt = list(dict.fromkeys(names.values()))
+    before = [sum(raw_counts[old] for old, new in names.items() if new == name) for name in learnt]
+    labels = learnt + ["empty", "multiple", "other"]
+    before += [raw_counts[k] for k in ("empty", "multiple", "other")]
     after = [clean_counts.get(k, 0) for k in labels]
     x = np.arange(len(labels))
     figure, axes = plt.subplots(figsize=(8, 4))
-    axes.bar(x - 0.2, before, 0.4, label=f"labels.csv ({raw_counts['total']} rows)")
+    axes.bar(x - 0.2, before, 0.4, label=f"{source} ({raw_counts['total']} rows)")
     axes.bar(x + 0.2, after, 0.4, label=f"cleaned ({clean_counts['total']} images)")
     for xs, values in ((x - 0.2, before), (x + 0.2, after)):
         for xi, v in zip(xs, values):
@@ -94,38 +102,58 @@ def plot_distribution(raw_counts, clean_counts):
 @stage_main
 def main():
     params = load_params(("data", "clean"))
+    layout = layouts.detect(RAW_DIR)
+    if layout is None:
+        raise UserError(f"{RAW_DIR} holds no dataset in a known layout; run the fetch stage first (dvc repro fetch)")
+    notes = []
+    index, data_classes, left_out_files = layout.read_index(RAW_DIR, notes)
+    schema.validate(params, ("clean",), str(PARAMS_FILE), data_classes)  # the keys that name classes
     p, seed = params["clean"], params["data"]["seed"]
     folds = params["data"]["folds"]
-    labels_path = RAW_DIR / "labels.csv"
-    notes = []
-    labels = cleaning.read_labels(labels_path, notes)
-    raw_counts = cleaning.count_categories(labels)
-    kept, dropped = cleaning.apply_rules(labels, RAW_DIR / "JPEGImages", p["drop_empty"], p["drop_multiple"],
-                                         p["drop_classes"], p["drop_missing_images"], labels_path)
+    sizes = index["category"].value_counts()
+    too_few = [name for name in data_classes if sizes.get(name, 0) < p["min_images"] and name not in p["drop_classes"]]
+    if too_few:
+        print(f"class(es) with fewer than clean.min_images = {p['min_images']} images left out: "
+              + ", ".join(f"{name} ({sizes.get(name, 0)})" for name in too_few))
+    learnt, names = classes.choose(data_classes, [*p["drop_classes"], *too_few], p["rename"], p["classes"])
+    if len(learnt) < 2:
+        raise UserError(f"only {len(learnt)} class(es) left to learn ({', '.join(learnt) or 'none'}); check "
+                        "clean.drop_classes, clean.classes and clean.min_images against the data's classes "
+                        f"({', '.join(data_classes)})")
+    raw_counts = cleaning.count_categories(index, list(names))
+    left_out = [name for name in data_classes if name not in names]
+    kept, dropped = cleaning.apply_rules(index, RAW_DIR, list(names), p["drop_empty"], p["drop_multiple"],
+                                         left_out, p["drop_missing_images"], RAW_DIR / "labels.csv")
+    kept["label"] = kept["label"].map(names)
+    dropped |= left_out_files
     with atomic_dir(CLEAN_DIR) as out:
         (out / "images").mkdir()
         kept, dropped["corrupt_image"] = prepare_images(kept, p, out, notes)
-        train, val, test = cleaning.split(kept, params["data"], p["test_size"], p["val_size"])
-        train_resampled = cleaning.resample_train(train, p["neutrophil_drop_fraction"], p["oversample"], seed)
+        train, val, test = cleaning.split(kept, params["data"], p["test_size"], p["val_size"], learnt)
+        train_resampled = cleaning.resample_train(train, p["undersample"] or {}, p["oversample"], seed, learnt)
+        classes.write(out, learnt)
         for name, part in (("train", train_resampled), ("val", val), ("test", test)):
             part.to_csv(out / f"{name}.csv", index=False)
         (out / "crop.json").write_text(json.dumps({key: p[key] for key in cells.CROP_KEYS}, indent=2) + "\n")
         summary = {
             "split": {"folds": folds, "fold": params["data"]["fold"] if folds else None, "seed": seed},
             "raw": raw_counts,
-            "clean": class_counts(kept),
-            "train": class_counts(train),
-            "train_resampled": class_counts(train_resampled),
-            "val": class_counts(val),
-            "test": class_counts(test),
+            "clean": class_counts(kept, learnt),
+            "train": class_counts(train, learnt),
+            "train_resampled": class_counts(train_resampled, learnt),
+            "val": class_counts(val, learnt),
+            "test": class_counts(test, learnt),
             "dropped": dropped,
-            "box_source": {how: int((kept["box_source"] == how).sum()) for how in ("voc", "stain", "centre")},
+            "box_source": {how: int((kept["box_source"] == how).sum()) for how in ("voc", "stain", "centre", "image")
+                           if how != "image" or p["crop"] != "wbc"},
+            "layout": layout.NAME,
             "handled_input_problems": len(notes),
         }
         write_json(METRICS_FILE, summary)
-        located = measure_locator(RAW_DIR)
+        located = measure_locator(RAW_DIR) if (RAW_DIR / "Annotations").is_dir() else locator.agreement([])
         write_json(LOCATOR_FILE, located)
-        plot_distribution(raw_counts, summary["clean"])
+        plot_distribution(raw_counts, summary["clean"], names,
+                          "labels.csv" if layout.NAME == "dataset-master" else "the class folders")
     if notes:  # handled, not rejected: said in one line
         print(f"handled {len(notes)} input problem(s): " + " | ".join(notes))
     if located["images"]:

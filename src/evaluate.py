@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from bloodcells import data
+from bloodcells import classes as class_list, data
 from bloodcells.atomic import atomic_file, save_figure, write_json
-from bloodcells.classes import CLASSES
 from bloodcells.errors import stage_main
 from bloodcells.evaluation_plots import plot_errors, plot_reliability, plot_roc
 from bloodcells.metrics import classification_metrics, micro_roc_curve
@@ -33,20 +32,22 @@ PLOTS_DIR = Path("plots/evaluate")
 PREDICTIONS_DIR = METRICS_DIR / "predictions"  # small text kept in git (cache: false), unlike the pictures
 
 
-def plot_confusion(matrix, name, accuracy):
-    figure, axes = plt.subplots(figsize=(5.5, 5))
-    ConfusionMatrixDisplay(np.array(matrix), display_labels=[c[:4] for c in CLASSES]).plot(
-        ax=axes, colorbar=False, cmap="Blues")
+def plot_confusion(matrix, name, accuracy, classes):
+    side = max(5.5, 0.75 * len(classes) + 2.5)
+    figure, axes = plt.subplots(figsize=(side, side - 0.5))
+    labels = [c[:4] for c in classes] if len(classes) <= 4 else list(classes)
+    ConfusionMatrixDisplay(np.array(matrix), display_labels=labels).plot(
+        ax=axes, colorbar=False, cmap="Blues", xticks_rotation="horizontal" if len(classes) <= 4 else 45)
     axes.set_title(f"{name}: test accuracy {accuracy:.3f}")
     save_figure(figure, PLOTS_DIR / f"{name}_confusion.png")
     plt.close(figure)
 
 
-def write_predictions(path, names, actual, probabilities):
+def write_predictions(path, names, actual, probabilities, classes):
     predicted = probabilities.argmax(dim=1)
-    frame = pd.DataFrame({"image": names, "actual": [CLASSES[i] for i in actual],
-                          "predicted": [CLASSES[i] for i in predicted]})
-    for i, label in enumerate(CLASSES):
+    frame = pd.DataFrame({"image": names, "actual": [classes[i] for i in actual],
+                          "predicted": [classes[i] for i in predicted]})
+    for i, label in enumerate(classes):
         frame[f"p_{label}"] = probabilities[:, i].numpy().round(5)
     with atomic_file(path) as tmp:
         frame.to_csv(tmp, index=False)
@@ -63,29 +64,30 @@ def main():
     params = load_params(("evaluate",))
     settings = params["evaluate"]
     seed_everything(0)
+    classes = class_list.read()
     images, labels, names = data.load_split("test", require_all_classes=False)
     timing, results = {}, {}
     actual = labels.numpy()
     for name in params["models"]:
-        model, checkpoint = load_checkpoint(Path("models") / f"{name}.pt", name)
+        model, checkpoint = load_checkpoint(Path("models") / f"{name}.pt", name, classes)
         test_images = model_inputs(images, checkpoint)
         started = time.perf_counter()
         probabilities = predict_probabilities(model, test_images, checkpoint["mean"], checkpoint["std"],
                                               batch_size=settings["batch_size"], tta=settings["tta"])
         timing[name] = {"inference_ms_per_image": round(1000 * (time.perf_counter() - started) / len(images), 2)}
         predicted = probabilities.argmax(dim=1)
-        metrics = classification_metrics(actual, predicted.numpy(), probabilities.numpy())
+        metrics = classification_metrics(actual, predicted.numpy(), probabilities.numpy(), classes=classes)
         write_json(METRICS_DIR / f"{name}.json", metrics)
-        write_predictions(PREDICTIONS_DIR / f"{name}.csv", names, labels, probabilities)
+        write_predictions(PREDICTIONS_DIR / f"{name}.csv", names, labels, probabilities, classes)
         write_roc_curve(PREDICTIONS_DIR / f"{name}_roc.csv", actual, probabilities.numpy())
-        plot_confusion(metrics["confusion_matrix"], name, metrics["accuracy"])
-        plot_errors(name, images, names, actual, probabilities.numpy(), PLOTS_DIR / f"{name}_errors.png")
+        plot_confusion(metrics["confusion_matrix"], name, metrics["accuracy"], classes)
+        plot_errors(name, images, names, actual, probabilities.numpy(), PLOTS_DIR / f"{name}_errors.png", classes)
         results[name] = (actual, probabilities.numpy(), metrics)
         low, high = metrics["accuracy_ci95"]
         print(f"{name}: test accuracy {metrics['accuracy']:.3f} ({metrics['n_correct']}/{metrics['n_total']}, "
               f"95% CI {low:.2f}-{high:.2f}), macro sensitivity {metrics['macro_sensitivity']:.3f}, "
               f"kappa {metrics['cohen_kappa']:.3f}, macro AUC {metrics['macro_roc_auc'] or float('nan'):.3f}")
-    plot_roc(results, PLOTS_DIR / "roc.png")
+    plot_roc(results, PLOTS_DIR / "roc.png", classes)
     plot_reliability(results, PLOTS_DIR / "reliability.png")
     write_json(METRICS_DIR / "timing.json", timing)
 

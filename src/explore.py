@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from bloodcells.atomic import save_figure
-from bloodcells.classes import CLASSES
+from bloodcells import classes as class_list
 from bloodcells.errors import stage_main
 from bloodcells.params import load_params
 
@@ -24,12 +24,13 @@ def images_by_class(max_per_class):
     return {
         label: np.stack([np.asarray(Image.open(CLEAN_DIR / "images" / f"{name}.png").convert("RGB"))
                          for name in frame.loc[frame["label"] == label, "image"].iloc[:max_per_class]])
-        for label in CLASSES
+        for label in class_list.read(CLEAN_DIR)
     }
 
 
 def plot_average_images(images):
-    figure, axes = plt.subplots(1, len(CLASSES), figsize=(3 * len(CLASSES), 3.3))
+    figure, axes = plt.subplots(1, len(images), figsize=(3 * len(images), 3.3), squeeze=False)
+    axes = axes[0]
     for ax, (label, stack) in zip(axes, images.items()):
         ax.imshow(stack.mean(axis=0).astype(np.uint8))
         ax.set_title(f"{label}\n(n={len(stack)})", fontsize=10)
@@ -40,7 +41,8 @@ def plot_average_images(images):
 
 
 def plot_pixel_distribution(images):
-    figure, axes = plt.subplots(1, len(CLASSES), figsize=(3.5 * len(CLASSES), 3), sharey=True)
+    figure, axes = plt.subplots(1, len(images), figsize=(3.5 * len(images), 3), sharey=True, squeeze=False)
+    axes = axes[0]
     bins = np.arange(257)
     for ax, (label, stack) in zip(axes, images.items()):
         for channel, colour in enumerate(("red", "green", "blue")):

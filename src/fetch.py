@@ -1,7 +1,8 @@
-"""Stage fetch: put the raw dataset in data/raw (JPEGImages/, Annotations/, labels.csv).
+"""Stage fetch: put the raw dataset in data/raw, in its own layout (bloodcells.layouts).
 
 `data.source` picks where it comes from: bccd (pinned public downloads, checked against
-data/bccd.sha256), kaggle, synthetic, or a local folder/zip laid out like Kaggle's dataset-master.
+data/bccd.sha256), kaggle, synthetic, or a local folder/zip laid out like Kaggle's dataset-master or in one
+folder per class (PBC); the layout is recognised and said.
 Run `python src/fetch.py --write-manifest DIR` to regenerate the manifest from a trusted copy.
 """
 import argparse
@@ -9,27 +10,41 @@ from pathlib import Path
 
 from bloodcells import sources, synthetic
 from bloodcells.atomic import atomic_dir
+from bloodcells.layouts.class_folders import IMAGE_SUFFIXES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
 
 RAW_DIR = Path("data/raw")
 
 
+def fetch_bccd(data_params, fetch_params, dest):
+    sources.fetch_bccd(dest, fetch_params["urls"], fetch_params["manifest"],
+                       timeout=fetch_params["timeout"], retries=fetch_params["retries"])
+    return "dataset-master"
+
+
+def fetch_kaggle(data_params, fetch_params, dest):
+    return sources.fetch_kaggle(dest)
+
+
+def fetch_synthetic(data_params, fetch_params, dest):
+    spec = data_params["synthetic"]
+    synthetic.generate(dest, spec["per_class"], spec["size"], seed=spec["seed"])
+    return "dataset-master"
+
+
+SOURCES = {"bccd": fetch_bccd, "kaggle": fetch_kaggle, "synthetic": fetch_synthetic}
+
+
 def fetch(data_params, fetch_params, dest):
+    """Put data.source's dataset into `dest`; returns the name of its layout."""
     source = str(data_params["source"])
-    if source == "bccd":
-        sources.fetch_bccd(dest, fetch_params["urls"], fetch_params["manifest"],
-                           timeout=fetch_params["timeout"], retries=fetch_params["retries"])
-    elif source == "kaggle":
-        sources.fetch_kaggle(dest)
-    elif source == "synthetic":
-        spec = data_params["synthetic"]
-        synthetic.generate(dest, spec["per_class"], spec["size"], seed=spec["seed"])
-    elif Path(source).expanduser().exists() or any(c in source for c in "/\\~."):
-        sources.import_local(source, dest)
-    else:
-        raise UserError(f"data.source: unknown source {source!r}; use bccd, kaggle, synthetic "
-                        "or a path to a local copy (a folder or zip, e.g. ~/Downloads/archive.zip)")
+    if source in SOURCES:
+        return SOURCES[source](data_params, fetch_params, dest)
+    if Path(source).expanduser().exists() or any(c in source for c in "/\\~."):
+        return sources.import_local(source, dest)
+    raise UserError(f"data.source: unknown source {source!r}; use {', '.join(SOURCES)} "
+                    "or a path to a local copy (a folder or zip, e.g. ~/Downloads/archive.zip)")
 
 
 @stage_main
@@ -43,9 +58,9 @@ def main():
         print(f"wrote {count} entries to {params['fetch']['manifest']}")
         return
     with atomic_dir(RAW_DIR) as tmp:
-        fetch(params["data"], params["fetch"], tmp)
-    images = len(list((RAW_DIR / "JPEGImages").glob("*.jpg")))
-    print(f"fetched {images} images from {params['data']['source']} into {RAW_DIR}")
+        layout = fetch(params["data"], params["fetch"], tmp)
+    files = sum(1 for p in RAW_DIR.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    print(f"fetched {files} images from {params['data']['source']} into {RAW_DIR} (layout: {layout})")
 
 
 if __name__ == "__main__":

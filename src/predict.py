@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from bloodcells import cells, inference, photos
 from bloodcells.atomic import atomic_file, write_json
-from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
 
@@ -102,20 +101,21 @@ def batches(items, size):
         yield items[start:start + size]
 
 
-def result_row(photo, probabilities=None, overlay=None):
+def result_row(photo, classes, probabilities=None, overlay=None):
+    """One photograph's result: the predicted class of the model's `classes`, every class's probability, the box."""
     row = {"file": str(photo.path), "predicted": "", "probability": None}
-    row |= {f"p_{label}": None for label in CLASSES}
+    row |= {f"p_{label}": None for label in classes}
     row |= dict(zip(("xmin", "ymin", "xmax", "ymax"), [int(v) for v in photo.box] if photo.box else (None,) * 4))
     row |= {"located_by": photo.located_by if photo.box else "", "overlay": overlay or "", "error": photo.error}
     if probabilities is not None:
         predicted = int(probabilities.argmax())
-        row["predicted"], row["probability"] = CLASSES[predicted], round(float(probabilities[predicted]), 6)
-        row |= {f"p_{label}": round(float(p), 6) for label, p in zip(CLASSES, probabilities)}
+        row["predicted"], row["probability"] = classes[predicted], round(float(probabilities[predicted]), 6)
+        row |= {f"p_{label}": round(float(p), 6) for label, p in zip(classes, probabilities)}
     return row
 
 
-def describe(row):
-    shares = " ".join(f"{label[:4]} {row[f'p_{label}']:.2f}" for label in CLASSES)
+def describe(row, classes):
+    shares = " ".join(f"{label[:4]} {row[f'p_{label}']:.2f}" for label in classes)
     box = ",".join(str(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
     return f"{row['file']}: {row['predicted']} {row['probability']:.2f} ({shares}); cell at {box} ({row['located_by']})"
 
@@ -149,6 +149,7 @@ class Classifier:
     def __init__(self, model, checkpoint, tta, batch_size, overlay_dir, label):
         self.model, self.checkpoint, self.tta, self.batch_size = model, checkpoint, tta, batch_size
         self.overlay_dir, self.label, self.used_names = overlay_dir, label, set()
+        self.classes = list(checkpoint["classes"])  # the model's own, in its order
 
     def __call__(self, ready, progress):
         good = [photo for photo in ready if not photo.error]
@@ -162,10 +163,10 @@ class Classifier:
         for photo in ready:
             if photo.error:
                 tqdm.write(photo.error, file=sys.stderr)
-                rows.append(result_row(photo))
+                rows.append(result_row(photo, self.classes))
             else:
-                rows.append(result_row(photo, *found[id(photo)]))
-                tqdm.write(describe(rows[-1]))
+                rows.append(result_row(photo, self.classes, *found[id(photo)]))
+                tqdm.write(describe(rows[-1], self.classes))
             progress.update(1)
         return rows
 
@@ -176,7 +177,7 @@ class Classifier:
         pictures = []
         for photo, shares, cam in zip(good, probabilities, heat):
             pictures.append(str(Path(self.overlay_dir) / overlay_name(photo, self.used_names)))
-            overlay.draw_overlay(pictures[-1], photo, shares.numpy(), cam.numpy(), self.label)
+            overlay.draw_overlay(pictures[-1], photo, shares.numpy(), cam.numpy(), self.label, self.classes)
             photo.image = None
         return pictures
 
@@ -184,10 +185,10 @@ class Classifier:
 @stage_main
 def main():
     args = parse_args()
-    if args.out and Path(args.out).suffix not in (".csv", ".json"):
-        raise UserError(f"--out must end in .csv or .json, got {args.out}")
     if args.out:
         check_output_path(args.out, "--out")
+    if args.out and Path(args.out).suffix not in (".csv", ".json"):
+        raise UserError(f"--out must end in .csv or .json, got {args.out}")
     if args.overlay:
         check_output_path(args.overlay, "--overlay", folder=True)
     if args.batch_size is not None and args.batch_size < 1:

@@ -34,7 +34,6 @@ import pandas as pd
 
 from bloodcells import exp_queue, machine, sources
 from bloodcells.atomic import atomic_file, write_json, write_text
-from bloodcells.classes import CLASS_INDEX, CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.metrics import classification_metrics
 from bloodcells.params import load_params
@@ -43,7 +42,6 @@ from bloodcells.stats import bootstrap_intervals, describe_pair, paired_comparis
 SCORES = ("accuracy", "macro_sensitivity", "macro_specificity")
 EXTRA_SCORES = ("balanced_accuracy", "cohen_kappa", "macro_roc_auc", "expected_calibration_error")
 RECORDS_DIR = Path("metrics")
-PROBABILITY_COLUMNS = [f"p_{label}" for label in CLASSES]
 
 
 def record_paths(record):
@@ -120,17 +118,24 @@ def trained_on(names, models):
     return sorted(lines)
 
 
-def arrays(frame):
-    actual = frame["actual"].map(CLASS_INDEX).to_numpy()
-    predicted = frame["predicted"].map(CLASS_INDEX).to_numpy()
-    return actual, predicted, frame[PROBABILITY_COLUMNS].to_numpy()
+def prediction_classes(frame):
+    """The classes of kept predictions, in the models' order: evaluate writes a p_<class> column for each."""
+    return [column[2:] for column in frame.columns if column.startswith("p_")]
+
+
+def arrays(frame, classes):
+    position = {name: i for i, name in enumerate(classes)}
+    actual = frame["actual"].map(position).to_numpy()
+    predicted = frame["predicted"].map(position).to_numpy()
+    return actual, predicted, frame[[f"p_{name}" for name in classes]].to_numpy()
 
 
 def model_report(frame):
     """Scores pooled over every test prediction of one model, with bootstrap intervals over images, and the spread
     of the per-run (per-fold) accuracies."""
-    actual, predicted, probabilities = arrays(frame)
-    pooled = classification_metrics(actual, predicted, probabilities)
+    classes = prediction_classes(frame)
+    actual, predicted, probabilities = arrays(frame, classes)
+    pooled = classification_metrics(actual, predicted, probabilities, classes=classes)
     intervals = bootstrap_intervals(frame["image"], actual, predicted)
     per_fold = [float((g["actual"] == g["predicted"]).mean())
                 for _, g in frame.groupby(["data_seed", "fold", "train_seed"], sort=True)]

@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from bloodcells import data, machine
+from bloodcells import classes as class_list, data, machine
 from bloodcells.atomic import atomic_file, discard_on_failure, write_json
-from bloodcells.classes import CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.models import ARCHS, alexnet_options, build_model
 from bloodcells.params import Params, load_params
@@ -32,14 +31,14 @@ def model_config(params, name):
     return cfg
 
 
-def save_checkpoint(path, model, cfg, mean, std, crop, made_on):
+def save_checkpoint(path, model, cfg, classes, mean, std, crop, made_on):
     """Weights and what inference needs (with how the clean stage cut the crops, for predict), nothing that varies from run to run (the wall-clock summary lives in
     metrics/train/<model>/metrics.json), so the same inputs give a byte-identical file and DVC hash."""
     checkpoint = {
         "state_dict": model.state_dict(),
         "model": cfg["name"],
         "arch": cfg["arch"],
-        "classes": list(CLASSES),
+        "classes": list(classes),
         "image_size": cfg["image_size"],
         **alexnet_options(cfg),
         "mean": mean,
@@ -59,9 +58,10 @@ def main():
     cfg = model_config(load_params(("train", f"models.{name}") if name in ARCHS else ()), name)
     device = resolve_device(cfg["device"])
     torch.set_num_threads(cfg["threads"])  # a sum split over more threads rounds differently: part of the recipe
+    classes = class_list.read()
     seed_everything(cfg["seed"])
     model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
-                        **alexnet_options(cfg))
+                        num_classes=len(classes), **alexnet_options(cfg))
     crop = data.read_crop_settings()
     train_images, train_labels, _ = data.load_split("train")
     val_images, val_labels, _ = data.load_split("val", require_all_classes=False)
@@ -83,7 +83,7 @@ def main():
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
     write_json(Path(f"metrics/train/{name}/machine.json"), made_on)
-    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, mean, std, crop, made_on)
+    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, classes, mean, std, crop, made_on)
     print(f"{name}: kept epoch {summary['selected_epoch']} (val accuracy {summary['selected_val_accuracy']:.3f}; "
           f"best {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}), "
           f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s in {made_on['precision']} "

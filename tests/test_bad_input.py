@@ -178,7 +178,7 @@ def test_bad_starting_weights_are_one_line(fetched, weights, message):
     stage(fetched, "clean")
     path = fetched / "weights/resnet/start.pt"
     if weights == "alexnet":
-        torch.save(build_model("alexnet", "alexnet", 80).state_dict(), path)
+        torch.save(build_model("alexnet", "alexnet", 80, num_classes=4).state_dict(), path)
     else:
         path.write_bytes(weights)
     __import__("conftest").set_params(fetched, {"models": {"resnet": {"weights": "weights/resnet/start.pt"}}})

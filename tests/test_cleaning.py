@@ -1,10 +1,15 @@
 import pandas as pd
 import pytest
 
-from bloodcells.classes import CLASSES
+from bloodcells.cleaning import BCCD_CLASSES as CLASSES
 from bloodcells.cleaning import apply_rules, fold_assignment, read_labels, resample_train, split, split_fold, \
     split_stratified
 from bloodcells.errors import UserError
+from bloodcells.layouts import dataset_master
+
+
+def index_of(folder):
+    return dataset_master.read_index(folder, [])[0]
 
 
 def write_labels(tmp_path, rows, header=",Image,Category"):
@@ -22,29 +27,29 @@ def make_images(tmp_path, numbers):
 
 
 def test_rules_drop_empty_multiple_basophil_and_missing(tmp_path):
-    path = write_labels(tmp_path, [
+    write_labels(tmp_path, [
         ",0,NEUTROPHIL", ",1,EOSINOPHIL", ",2,", ',3,"NEUTROPHIL, EOSINOPHIL"', ",4,BASOPHIL",
         ",5,LYMPHOCYTE", ",6,MONOCYTE", ",7,NEUTROPHIL",  # 7 has no image
     ])
-    images = make_images(tmp_path, range(7))
-    kept, dropped = apply_rules(read_labels(path), images)
+    make_images(tmp_path, range(7))
+    kept, dropped = apply_rules(index_of(tmp_path), tmp_path, CLASSES)
     assert list(kept["image"]) == ["BloodImage_00000", "BloodImage_00001", "BloodImage_00005", "BloodImage_00006"]
     assert list(kept["label"]) == ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"]
     assert dropped == {"empty": 1, "multiple": 1, "class": 1, "missing_image": 1}
 
 
 def test_unknown_label_is_a_clear_error(tmp_path):
-    path = write_labels(tmp_path, [",0,NEUTROPHIL", ",1,PLATELET"])
-    images = make_images(tmp_path, range(2))
+    write_labels(tmp_path, [",0,NEUTROPHIL", ",1,PLATELET"])
+    make_images(tmp_path, range(2))
     with pytest.raises(UserError, match="PLATELET.*not one of"):
-        apply_rules(read_labels(path), images)
+        apply_rules(index_of(tmp_path), tmp_path, CLASSES)
 
 
 def test_missing_image_is_an_error_when_not_dropped(tmp_path):
-    path = write_labels(tmp_path, [",0,NEUTROPHIL", ",1,MONOCYTE"])
-    images = make_images(tmp_path, [0])
+    write_labels(tmp_path, [",0,NEUTROPHIL", ",1,MONOCYTE"])
+    make_images(tmp_path, [0])
     with pytest.raises(UserError, match="BloodImage_00001.jpg is missing"):
-        apply_rules(read_labels(path), images, drop_missing_images=False)
+        apply_rules(index_of(tmp_path), tmp_path, CLASSES, drop_missing_images=False)
 
 
 @pytest.mark.parametrize("header,message", [(",Image,Label", "missing column.*Category"),
@@ -75,12 +80,12 @@ REAL_COUNTS = {"NEUTROPHIL": 206, "EOSINOPHIL": 88, "LYMPHOCYTE": 33, "MONOCYTE"
 
 def test_split_is_stratified_disjoint_and_seeded():
     data = frame(REAL_COUNTS)
-    train, val, test = split_stratified(data, 0.1, 0.1, seed=0)
+    train, val, test = split_stratified(data, 0.1, 0.1, seed=0, classes=CLASSES)
     assert len(test) == 35 and len(val) == 32 and len(train) == 280
     assert test["label"].value_counts().to_dict() == {"NEUTROPHIL": 21, "EOSINOPHIL": 9, "LYMPHOCYTE": 3, "MONOCYTE": 2}
     assert not set(train["image"]) & set(test["image"]) and not set(val["image"]) & set(test["image"])
-    again = split_stratified(data, 0.1, 0.1, seed=0)[2]
-    other = split_stratified(data, 0.1, 0.1, seed=1)[2]
+    again = split_stratified(data, 0.1, 0.1, seed=0, classes=CLASSES)[2]
+    other = split_stratified(data, 0.1, 0.1, seed=1, classes=CLASSES)[2]
     assert list(again["image"]) == list(test["image"])
     assert list(other["image"]) != list(test["image"])
 
@@ -89,7 +94,7 @@ def test_every_image_is_tested_in_exactly_one_fold_with_classes_stratified():
     data = frame(REAL_COUNTS)
     tested = []
     for k in range(5):
-        train, val, test = split_fold(data, 5, k, 0.1, seed=0)
+        train, val, test = split_fold(data, 5, k, 0.1, seed=0, classes=CLASSES)
         assert not set(train["image"]) & set(test["image"]) and not set(val["image"]) & set(test["image"])
         assert len(train) + len(val) + len(test) == len(data)
         counts = test["label"].value_counts()
@@ -101,26 +106,26 @@ def test_every_image_is_tested_in_exactly_one_fold_with_classes_stratified():
 
 def test_folds_are_deterministic_per_seed_and_ignore_row_order():
     data = frame(REAL_COUNTS)
-    first = fold_assignment(data, 5, seed=0)
+    first = fold_assignment(data, 5, seed=0, classes=CLASSES)
     shuffled = data.sample(frac=1, random_state=3)
-    again = pd.Series(fold_assignment(shuffled, 5, seed=0), index=shuffled.index).sort_index()
+    again = pd.Series(fold_assignment(shuffled, 5, seed=0, classes=CLASSES), index=shuffled.index).sort_index()
     assert list(again) == list(first)
-    assert list(fold_assignment(data, 5, seed=1)) != list(first)
+    assert list(fold_assignment(data, 5, seed=1, classes=CLASSES)) != list(first)
     assert sorted(pd.Series(first).value_counts()) == [69, 69, 69, 70, 70]
 
 
 def test_folds_zero_is_the_random_split_and_too_many_folds_for_the_data_is_one_line():
     data = frame(REAL_COUNTS)
-    random_test = split(data, {"folds": 0, "fold": 0, "seed": 0}, 0.1, 0.1)[2]
-    assert list(random_test["image"]) == list(split_stratified(data, 0.1, 0.1, seed=0)[2]["image"])
-    assert len(split(data, {"folds": 5, "fold": 4, "seed": 0}, 0.1, 0.1)[2]) in (69, 70)
+    random_test = split(data, {"folds": 0, "fold": 0, "seed": 0}, 0.1, 0.1, CLASSES)[2]
+    assert list(random_test["image"]) == list(split_stratified(data, 0.1, 0.1, seed=0, classes=CLASSES)[2]["image"])
+    assert len(split(data, {"folds": 5, "fold": 4, "seed": 0}, 0.1, 0.1, CLASSES)[2]) in (69, 70)
     with pytest.raises(UserError, match="needs at least 22 images of every class"):
-        split(data, {"folds": 20, "fold": 0, "seed": 0}, 0.1, 0.1)
+        split(data, {"folds": 20, "fold": 0, "seed": 0}, 0.1, 0.1, CLASSES)
 
 
 def test_resample_drops_neutrophils_then_balances():
     train = frame({"NEUTROPHIL": 100, "EOSINOPHIL": 40, "LYMPHOCYTE": 15, "MONOCYTE": 10})
-    balanced = resample_train(train, 0.1, "balance", seed=0)
+    balanced = resample_train(train, {"NEUTROPHIL": 0.1}, "balance", seed=0, classes=CLASSES)
     assert balanced["label"].value_counts().to_dict() == {label: 90 for label in CLASSES}
     # every original non-neutrophil image is still there
     assert set(train.loc[train["label"] != "NEUTROPHIL", "image"]) <= set(balanced["image"])
@@ -128,7 +133,7 @@ def test_resample_drops_neutrophils_then_balances():
 
 def test_resample_with_factors_and_none():
     train = frame({"NEUTROPHIL": 20, "EOSINOPHIL": 10, "LYMPHOCYTE": 4, "MONOCYTE": 2})
-    factors = resample_train(train, 0.0, {"LYMPHOCYTE": 3, "MONOCYTE": 2.5}, seed=0)
+    factors = resample_train(train, {}, {"LYMPHOCYTE": 3, "MONOCYTE": 2.5}, seed=0, classes=CLASSES)
     assert factors["label"].value_counts().to_dict() == {"NEUTROPHIL": 20, "EOSINOPHIL": 10, "LYMPHOCYTE": 12,
                                                          "MONOCYTE": 5}
-    assert len(resample_train(train, 0.0, "none", seed=0)) == len(train)
+    assert len(resample_train(train, {}, "none", seed=0, classes=CLASSES)) == len(train)

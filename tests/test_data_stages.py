@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from bloodcells import cells, sources, synthetic
-from bloodcells.classes import CLASSES
+from bloodcells.cleaning import BCCD_CLASSES as CLASSES
+from bloodcells.layouts import dataset_master
 from bloodcells.voc import read_boxes, write_voc
 from conftest import SHARED_BCCD, run, set_params, stage
 
@@ -16,7 +17,7 @@ def test_synthetic_is_deterministic_and_in_kaggle_layout(tmp_path):
     synthetic.generate(tmp_path / "a", per_class=2, size=(128, 96), seed=3)
     synthetic.generate(tmp_path / "b", per_class=2, size=(128, 96), seed=3)
     synthetic.generate(tmp_path / "c", per_class=2, size=(128, 96), seed=4)
-    files = sources.layout_files(tmp_path / "a")
+    files = dataset_master.layout_files(tmp_path / "a")
     assert len(files) == 1 + 8 + 8
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
     assert (tmp_path / "a/JPEGImages/BloodImage_00000.jpg").read_bytes() != \

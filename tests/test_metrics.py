@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from compare import best_model
+from bloodcells.cleaning import BCCD_CLASSES as CLASSES
 from bloodcells.metrics import classification_metrics, reliability_bins, wilson_interval
 from bloodcells.stats import describe_pair, holm, mcnemar_exact, paired_comparisons
 
@@ -21,7 +22,7 @@ def test_metrics_match_a_hand_worked_confusion_matrix():
               [2, 7, 0, 0],    # EOSINOPHIL
               [0, 0, 3, 0],    # LYMPHOCYTE
               [1, 0, 0, 1]]    # MONOCYTE
-    metrics = classification_metrics(*pairs_from_confusion(matrix))
+    metrics = classification_metrics(*pairs_from_confusion(matrix), classes=CLASSES)
     assert metrics["n_total"] == 35 and metrics["n_correct"] == 29
     assert metrics["accuracy"] == pytest.approx(29 / 35)
     neutrophil = metrics["per_class"]["NEUTROPHIL"]
@@ -43,9 +44,9 @@ def test_metrics_match_a_hand_worked_confusion_matrix():
 
 
 def test_perfect_and_all_wrong():
-    perfect = classification_metrics([0, 1, 2, 3], [0, 1, 2, 3])
+    perfect = classification_metrics([0, 1, 2, 3], [0, 1, 2, 3], classes=CLASSES)
     assert perfect["accuracy"] == 1 and perfect["macro_sensitivity"] == 1 and perfect["macro_specificity"] == 1
-    wrong = classification_metrics([0, 0, 1, 1], [1, 1, 0, 0])
+    wrong = classification_metrics([0, 0, 1, 1], [1, 1, 0, 0], classes=CLASSES)
     assert wrong["accuracy"] == 0 and wrong["per_class"]["NEUTROPHIL"]["precision"] == 0
     # classes absent from the test split do not drag the macro averages down
     assert wrong["macro_sensitivity"] == 0 and wrong["per_class"]["MONOCYTE"]["support"] == 0
@@ -72,7 +73,7 @@ def test_kappa_balanced_accuracy_auc_and_calibration_by_hand():
                               [0.45, 0.55, 0, 0],  # wrong, 0.55
                               [0.35, 0.65, 0, 0],  # right, 0.65
                               [0.2, 0.8, 0, 0]])   # right, 0.8
-    metrics = classification_metrics(actual, probabilities.argmax(axis=1), probabilities)
+    metrics = classification_metrics(actual, probabilities.argmax(axis=1), probabilities, classes=CLASSES)
     assert metrics["accuracy"] == pytest.approx(0.75)
     assert metrics["balanced_accuracy"] == pytest.approx((0.5 + 1) / 2)
     # observed agreement 3/4, chance agreement 1/2 * 1/4 + 1/2 * 3/4 = 1/2
@@ -92,7 +93,7 @@ def test_auc_counts_ordered_pairs():
     actual = [0, 0, 1, 1]
     probabilities = np.array([[0.8, 0.2, 0, 0], [0.4, 0.6, 0, 0], [0.6, 0.4, 0, 0], [0.2, 0.8, 0, 0]])
     # NEUTROPHIL: (0.8 > 0.6), (0.8 > 0.2), (0.4 < 0.6), (0.4 > 0.2): 3 of 4 pairs
-    assert classification_metrics(actual, probabilities.argmax(axis=1), probabilities)["roc_auc"]["NEUTROPHIL"] \
+    assert classification_metrics(actual, probabilities.argmax(axis=1), probabilities, classes=CLASSES)["roc_auc"]["NEUTROPHIL"] \
         == pytest.approx(0.75)
 
 

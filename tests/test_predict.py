@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from bloodcells import locator, photos, synthetic
-from bloodcells.classes import CLASSES
+from bloodcells.cleaning import BCCD_CLASSES as CLASSES
 from conftest import make_project, run
 
 

@@ -13,7 +13,7 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 ALL = ["data", "fetch", "clean", "explore", "train", "models", "evaluate"]
 
 
-def problems(changes, sections=ALL, remove=()):
+def problems(changes, sections=ALL, remove=(), data_classes=None):
     params = copy.deepcopy(PARAMS)
     for dotted, value in changes.items():
         *parents, key = dotted.split(".")
@@ -28,7 +28,7 @@ def problems(changes, sections=ALL, remove=()):
             node = node[part]
         del node[key]
     with pytest.raises(UserError) as raised:
-        schema.validate(params, sections)
+        schema.validate(params, sections, data_classes=data_classes)
     return str(raised.value)
 
 
@@ -57,7 +57,6 @@ def test_the_projects_params_pass():
     ({"models.alexnet.stem_stride": 3}, "models.alexnet.stem_stride: must be 4 or 2, got 3"),
     ({"models.resnet.epochs": None}, "models.resnet.epochs: must be a valid integer, got None"),
     ({"clean.oversample": {"EOSINOPHIL": 0.5}}, "clean.oversample: factors must be numbers >= 1"),
-    ({"clean.oversample": {"BASO": 2}}, "clean.oversample: names unknown class(es) BASO"),
     ({"data.synthetic.size": [640]}, "data.synthetic.size: list should have at least 2 items"),
     ({"fetch.retries": 0}, "fetch.retries: must be greater than or equal to 1, got 0"),
     ({"data.fold": 5}, "data.fold: must be from 0 to data.folds - 1 = 4, got 5"),
@@ -65,7 +64,7 @@ def test_the_projects_params_pass():
     ({"clean.crop_side": 8}, "clean.crop_side: must be greater than or equal to 16, got 8"),
     ({"clean.crop_side": 120.5}, "clean.crop_side: must be a valid integer, got 120.5"),
     ({"clean.edge_cells": "wrap"}, "clean.edge_cells: must be 'pad' or 'shift', got 'wrap'"),
-    ({"clean.neutrophil_drop_fraction": 1}, "clean.neutrophil_drop_fraction: must be less than 1, got 1"),
+    ({"clean.undersample": {"NEUTROPHIL": 1}}, "clean.undersample.NEUTROPHIL: must be less than 1, got 1"),
     ({"data.synthetic.per_class": 2}, "data.synthetic.per_class: must be greater than or equal to 3, got 2"),
 ])
 def test_each_kind_of_problem_is_named_with_its_key_and_value(changes, message):
@@ -115,3 +114,26 @@ def test_a_key_given_twice_is_one_line_naming_it_and_both_lines(project):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"key 'seed' is given twice, on lines {data_line + 2} and {seed_line + 2}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+BCCD_DATA = ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "BASOPHIL"]
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"clean.drop_classes": [], "clean.oversample": {"BASO": 2}}, "clean.oversample: 'BASO' is not a class of the data (did you mean BASOPHIL?)"),
+    ({"clean.drop_classes": ["basophil"]}, "clean.drop_classes: 'basophil' is not a class of the data (did you mean BASOPHIL?)"),
+    ({"clean.undersample": {"NEUTROPHILS": 0.2}}, "clean.undersample: 'NEUTROPHILS' is not a class of the data (did you mean NEUTROPHIL?)"),
+    ({"clean.rename": {"EOSIN": "eosinophil"}}, "clean.rename: 'EOSIN' is not a class of the data (did you mean EOSINOPHIL?)"),
+    ({"clean.classes": ["NEUTROPHIL", "PLATELET"]}, "clean.classes: 'PLATELET' is not a class of the data"),
+    ({"clean.rename": {"NEUTROPHIL": "neutrophil"}, "clean.undersample": {"NEUTROPHIL": 0.1}},
+     "clean.undersample: 'NEUTROPHIL' is not a class of the data (did you mean neutrophil?)"),  # named after rename
+])
+def test_keys_that_name_classes_are_checked_against_the_datas_classes(changes, message):
+    assert message in problems(changes, ["clean"], data_classes=BCCD_DATA)
+
+
+def test_class_names_pass_where_they_name_the_datas_classes():
+    params = copy.deepcopy(PARAMS)
+    params["clean"] |= {"rename": {"NEUTROPHIL": "neutrophil"}, "undersample": {"neutrophil": 0.1},
+                        "classes": ["neutrophil", "EOSINOPHIL"], "oversample": {"EOSINOPHIL": 2}}
+    schema.validate(params, ["clean"], data_classes=BCCD_DATA)

@@ -9,6 +9,7 @@ import pytest
 
 from bloodcells import sources, synthetic
 from bloodcells.errors import UserError
+from bloodcells.layouts import dataset_master
 from conftest import set_params, stage
 
 
@@ -59,8 +60,8 @@ def test_bccd_download_verifies_every_file(dataset, server, tmp_path):
     count = sources.write_manifest(dataset, manifest)
     dest = tmp_path / "raw"
     sources.fetch_bccd(dest, urls(base), manifest, timeout=5, retries=1)
-    assert len(sources.layout_files(dest)) == count == 1 + 2 * 12
-    for rel in sources.layout_files(dataset):
+    assert len(dataset_master.layout_files(dest)) == count == 1 + 2 * 12
+    for rel in dataset_master.layout_files(dataset):
         assert (dest / rel).read_bytes() == (dataset / rel).read_bytes()
 
 
@@ -99,7 +100,7 @@ def test_fetch_stage_without_network_fails_cleanly(project, server):
 def kaggle_zip(dataset, path):
     """The zip from Kaggle's page: dataset-master/dataset-master/... plus dataset2-master."""
     with zipfile.ZipFile(path, "w") as zipped:
-        for rel in sources.layout_files(dataset):
+        for rel in dataset_master.layout_files(dataset):
             zipped.write(dataset / rel, f"dataset-master/dataset-master/{rel.as_posix()}")
         zipped.writestr("dataset2-master/dataset2-master/labels.csv", ",Image,Category\n")
         zipped.writestr("dataset2-master/dataset2-master/images/TRAIN/x.jpeg", b"x")
@@ -110,7 +111,7 @@ def test_local_zip_from_kaggle(dataset, tmp_path):
     dest = tmp_path / "raw"
     dest.mkdir()
     sources.import_local(kaggle_zip(dataset, tmp_path / "archive.zip"), dest)
-    assert sources.layout_files(dest) == sources.layout_files(dataset)
+    assert dataset_master.layout_files(dest) == dataset_master.layout_files(dataset)
     assert (dest / "labels.csv").read_bytes() == (dataset / "labels.csv").read_bytes()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import sweep
 from bloodcells import exp_queue, sources
-from bloodcells.classes import CLASSES
+from bloodcells.cleaning import BCCD_CLASSES as CLASSES
 from conftest import ROOT, run
 
 

@@ -24,7 +24,7 @@ def config(**changes):
 
 @pytest.mark.parametrize("name,arch", [(n, a) for n, archs in ARCHS.items() for a in archs])
 def test_every_arch_gives_four_logits(name, arch):
-    model = build_model(name, arch, image_size=64).eval()
+    model = build_model(name, arch, image_size=64, num_classes=4).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 64, 64)).shape == (2, 4)
 
@@ -33,7 +33,7 @@ def test_every_arch_gives_four_logits(name, arch):
                                        ("alexnet", "alexnet")])
 def test_one_step_lowers_the_loss_on_a_fixed_batch(name, arch):
     torch.manual_seed(0)
-    model = build_model(name, arch, image_size=64).train()
+    model = build_model(name, arch, image_size=64, num_classes=4).train()
     images, labels = torch.randn(8, 3, 64, 64), torch.arange(8) % 4
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 
@@ -56,7 +56,7 @@ def tiny_data(n, size=48, seed=0):
 
 def train_once(tmp_path, tag, **changes):
     seed_everything(0)
-    model = build_model("resnet", "resnet18", image_size=48)
+    model = build_model("resnet", "resnet18", image_size=48, num_classes=4)
     cfg = config(**{"epochs": 2, "batch_size": 8, "ema": 0.9, **changes})
     with Live(dir=str(tmp_path / tag), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         state, summary = train_model(model, tiny_data(16), tiny_data(8, seed=1), cfg, live,
@@ -90,7 +90,7 @@ def test_mixup_training_repeats_exactly_and_differs_from_plain(tmp_path):
 
 def test_efficientnet_uses_native_silu_with_the_same_outputs():
     torch.manual_seed(0)
-    model = build_model("efficientnet", "efficientnet-b0", image_size=64).eval()
+    model = build_model("efficientnet", "efficientnet-b0", image_size=64, num_classes=4).eval()
     swishes = [m._swish for m in model.modules() if hasattr(m, "_swish")]
     assert swishes and all(isinstance(s, torch.nn.SiLU) for s in swishes)
     images = torch.randn(2, 3, 64, 64)
@@ -127,7 +127,7 @@ def test_explicit_bf16_on_a_cpu_without_it_warns_once(monkeypatch):
 
 def test_bf16_training_runs_and_keeps_fp32_weights(tmp_path):
     seed_everything(0)
-    model = build_model("resnet", "resnet18", image_size=48)
+    model = build_model("resnet", "resnet18", image_size=48, num_classes=4)
     with Live(dir=str(tmp_path), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         state, summary = train_model(model, tiny_data(16), tiny_data(8, seed=1), config(epochs=1, batch_size=8,
                                      precision="bf16"), live, torch.device("cpu"), [0.5] * 3, [0.25] * 3)
@@ -174,7 +174,7 @@ def test_pretrained_offline_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(UserError, match="cannot download the ImageNet weights of resnet18.*weights: path"):
-        build_model("resnet", "resnet18", 64, pretrained=True)
+        build_model("resnet", "resnet18", 64, pretrained=True, num_classes=4)
 
 
 def test_pretrained_efficientnet_goes_through_its_own_api(monkeypatch):
@@ -188,7 +188,7 @@ def test_pretrained_efficientnet_goes_through_its_own_api(monkeypatch):
 
     monkeypatch.setattr(utils.model_zoo, "load_url", offline)
     with pytest.raises(UserError, match="efficientnet-b0"):
-        build_model("efficientnet", "efficientnet-b0", 64, pretrained=True)
+        build_model("efficientnet", "efficientnet-b0", 64, pretrained=True, num_classes=4)
     assert calls and "efficientnet-b0" in calls[0]
 
 
@@ -196,19 +196,19 @@ def test_local_imagenet_state_dict_keeps_backbone_and_new_head(tmp_path):
     imagenet = build_model("resnet", "resnet18", 64, num_classes=1000)
     path = tmp_path / "resnet18.pth"
     torch.save(imagenet.state_dict(), path)
-    model = build_model("resnet", "resnet18", 64, weights=path)
+    model = build_model("resnet", "resnet18", 64, weights=path, num_classes=4)
     assert torch.equal(model.conv1.weight, imagenet.conv1.weight)
     assert model.fc.out_features == 4
-    torch.save(build_model("resnet", "resnet50", 64).state_dict(), path)
+    torch.save(build_model("resnet", "resnet50", 64, num_classes=4).state_dict(), path)
     with pytest.raises(UserError, match="does not fit this arch"):
-        build_model("resnet", "resnet18", 64, weights=path)
+        build_model("resnet", "resnet18", 64, weights=path, num_classes=4)
 
 
 def test_alexnet_1x1_pool_is_the_same_function_with_fewer_weights():
     torch.manual_seed(0)
-    stock = build_model("alexnet", "alexnet", 80).eval()
+    stock = build_model("alexnet", "alexnet", 80, num_classes=4).eval()
     torch.manual_seed(0)
-    pooled = build_model("alexnet", "alexnet", 80, feature_pool=1).eval()
+    pooled = build_model("alexnet", "alexnet", 80, feature_pool=1, num_classes=4).eval()
     images = torch.randn(3, 3, 80, 80)
     with torch.no_grad():
         assert torch.allclose(pooled(images), stock(images), atol=1e-5)
@@ -220,7 +220,7 @@ def test_alexnet_1x1_pool_folds_a_stock_state_dict(tmp_path):
     stock = build_model("alexnet", "alexnet", 80, num_classes=1000).eval()
     path = tmp_path / "alexnet.pth"
     torch.save(stock.state_dict(), path)
-    pooled = build_model("alexnet", "alexnet", 80, weights=path, feature_pool=1).eval()
+    pooled = build_model("alexnet", "alexnet", 80, weights=path, feature_pool=1, num_classes=4).eval()
     stock.classifier[-1], pooled.classifier[-1] = torch.nn.Identity(), torch.nn.Identity()
     images = torch.randn(2, 3, 80, 80)
     with torch.no_grad():
@@ -231,12 +231,12 @@ def test_alexnet_1x1_pool_folds_a_stock_state_dict(tmp_path):
                                                ("resnet", 1, "applies to alexnet only")])
 def test_bad_feature_pool(name, pool, message):
     with pytest.raises(UserError, match=re.escape(message)):
-        build_model(name, ARCHS[name][0], 80, feature_pool=pool)
+        build_model(name, ARCHS[name][0], 80, feature_pool=pool, num_classes=4)
 
 
 def test_alexnet_stem_stride_2_keeps_a_3x3_map_of_an_80px_crop():
-    stock = build_model("alexnet", "alexnet", 80)
-    small = build_model("alexnet", "alexnet", 80, stem_stride=2)
+    stock = build_model("alexnet", "alexnet", 80, num_classes=4)
+    small = build_model("alexnet", "alexnet", 80, stem_stride=2, num_classes=4)
     images = torch.randn(2, 3, 80, 80)
     with torch.no_grad():
         assert stock.features(images).shape[-2:] == (1, 1)
@@ -250,7 +250,7 @@ def test_alexnet_stem_stride_2_keeps_a_3x3_map_of_an_80px_crop():
                                                  ("efficientnet", 2, "applies to alexnet only")])
 def test_bad_stem_stride(name, stride, message):
     with pytest.raises(UserError, match=re.escape(message)):
-        build_model(name, ARCHS[name][0], 80, stem_stride=stride)
+        build_model(name, ARCHS[name][0], 80, stem_stride=stride, num_classes=4)
 
 
 @pytest.mark.parametrize("name,value,message", [("alexnet", "yes", "batch_norm must be False (torchvision) or True"),
@@ -258,14 +258,14 @@ def test_bad_stem_stride(name, stride, message):
                                                 ("resnet", True, "applies to alexnet only")])
 def test_bad_batch_norm(name, value, message):
     with pytest.raises(UserError, match=re.escape(message)):
-        build_model(name, ARCHS[name][0], 80, batch_norm=value)
+        build_model(name, ARCHS[name][0], 80, batch_norm=value, num_classes=4)
 
 
 def test_alexnet_batch_norm_follows_each_convolution_and_imagenet_convolutions_still_load(tmp_path):
     stock = build_model("alexnet", "alexnet", 80, num_classes=1000)
     path = tmp_path / "alexnet.pth"
     torch.save(stock.state_dict(), path)
-    model = build_model("alexnet", "alexnet", 80, weights=path, stem_stride=2, feature_pool=1, batch_norm=True)
+    model = build_model("alexnet", "alexnet", 80, weights=path, stem_stride=2, feature_pool=1, batch_norm=True, num_classes=4)
     layers = list(model.features.modules())
     convolutions = [layer for layer in layers if isinstance(layer, torch.nn.Conv2d)]
     norms = [layer for layer in layers if isinstance(layer, torch.nn.BatchNorm2d)]
@@ -280,7 +280,7 @@ def test_alexnet_batch_norm_follows_each_convolution_and_imagenet_convolutions_s
 
 def test_too_small_image_for_alexnet():
     with pytest.raises(UserError, match="too small for alexnet; use at least 63"):
-        build_model("alexnet", "alexnet", 32)
+        build_model("alexnet", "alexnet", 32, num_classes=4)
 
 
 @pytest.mark.parametrize("script,section,key,message", [

@@ -119,8 +119,13 @@ def square_crop(image, box, margin, size, edge_cells="shift", side=None):
 
 def cut_crop(image, box, crop):
     """The clean stage's prepared image of a PIL photograph, crop['image_size'] pixels square: the square around
-    `box` with crop's margin, side and edge rule, or with crop 'none' the whole photograph resized. `crop` holds
+    `box` with crop's margin, side and edge rule, with crop 'centre' the image's centred square, or with crop
+    'none' the whole photograph resized. `crop` holds
     the clean parameters of data/clean/crop.json (stored in every model)."""
     if crop["crop"] == "wbc":
         return square_crop(image, box, crop["margin"], crop["image_size"], crop["edge_cells"], crop["crop_side"])
+    if crop["crop"] == "centre":  # a single-cell image (PBC): its centred square, no stretching
+        side = min(image.size)
+        left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
+        image = image.crop((left, top, left + side, top + side))
     return image.resize((crop["image_size"],) * 2, Image.Resampling.BICUBIC)

@@ -7,21 +7,23 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .classes import CLASS_INDEX, CLASSES
+from . import classes as class_list
 from .errors import UserError
 
 CLEAN_DIR = Path("data/clean")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def read_split(split, clean_dir=CLEAN_DIR):
+def read_split(split, clean_dir=CLEAN_DIR, classes=None):
+    """The rows of data/clean/<split>.csv; every label must be one of `classes` (default: data/clean/classes.json)."""
+    classes = classes or class_list.read(clean_dir)
     path = Path(clean_dir) / f"{split}.csv"
     if not path.is_file():
         raise UserError(f"{path} not found; run the clean stage first (dvc repro clean)")
     frame = pd.read_csv(path)
     if not {"image", "label"} <= set(frame.columns):
         raise UserError(f"{path} lacks the image/label columns; it is from an older clean stage: dvc repro clean")
-    unknown = set(frame["label"]) - set(CLASSES)
+    unknown = set(frame["label"]) - set(classes)
     if unknown:
         raise UserError(f"{path} has unknown label(s) {sorted(unknown)}; re-run the clean stage (dvc repro clean)")
     return frame
@@ -36,9 +38,11 @@ def read_crop_settings(clean_dir=CLEAN_DIR):
 
 
 def load_split(split, clean_dir=CLEAN_DIR, require_all_classes=True):
-    """(images uint8 [N, 3, H, W], labels int64 [N], image names); each file is decoded once."""
-    frame = read_split(split, clean_dir)
-    missing = [c for c in CLASSES if c not in set(frame["label"])]
+    """(images uint8 [N, 3, H, W], labels int64 [N] as indices of data/clean/classes.json, image names); each
+    file is decoded once."""
+    classes = class_list.read(clean_dir)
+    frame = read_split(split, clean_dir, classes)
+    missing = [c for c in classes if c not in set(frame["label"])]
     if require_all_classes and missing:
         raise UserError(f"{Path(clean_dir) / split}.csv has no {', '.join(missing)} images; it is from an older or "
                         "different clean stage: re-run it (dvc repro clean)")
@@ -49,7 +53,8 @@ def load_split(split, clean_dir=CLEAN_DIR, require_all_classes=True):
             raise UserError(f"{path} is missing; re-run the clean stage (dvc repro -f clean)")
         decoded[name] = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
     images = torch.stack([decoded[name] for name in frame["image"]])
-    labels = torch.tensor([CLASS_INDEX[label] for label in frame["label"]], dtype=torch.int64)
+    position = class_list.index(classes)
+    labels = torch.tensor([position[label] for label in frame["label"]], dtype=torch.int64)
     return images, labels, list(frame["image"])
 
 

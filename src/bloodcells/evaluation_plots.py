@@ -9,17 +9,16 @@ import numpy as np
 from sklearn.metrics import RocCurveDisplay
 
 from .atomic import save_figure
-from .classes import CLASSES
 from .metrics import micro_roc_curve, reliability_bins
 
 GALLERY_COLUMNS = 6
 
 
-def plot_roc(results, path):
+def plot_roc(results, path, classes):
     """One panel per model: the one-vs-rest ROC curve of each class present, and their micro-average."""
     figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.2), squeeze=False)
     for ax, (name, (actual, probabilities, metrics)) in zip(axes[0], results.items()):
-        for i, label in enumerate(CLASSES):
+        for i, label in enumerate(classes):
             positive = actual == i
             if 0 < positive.sum() < len(actual):
                 RocCurveDisplay.from_predictions(positive, probabilities[:, i], ax=ax, name=label[:4],
@@ -57,7 +56,7 @@ def plot_reliability(results, path, bins=10):
     plt.close(figure)
 
 
-def plot_errors(name, images, names, actual, probabilities, path):
+def plot_errors(name, images, names, actual, probabilities, path, classes):
     """Every misclassified test crop with its file name, true class and predicted class with its probability."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != actual)
@@ -68,8 +67,8 @@ def plot_errors(name, images, names, actual, probabilities, path):
         ax.axis("off")
     for ax, i in zip(axes.ravel(), wrong):
         ax.imshow(np.asarray(images[i]).transpose(1, 2, 0))
-        ax.set_title(f"{names[i].removeprefix('BloodImage_')}\ntrue {CLASSES[actual[i]][:4]}, called "
-                     f"{CLASSES[predicted[i]][:4]} {probabilities[i, predicted[i]]:.2f}", fontsize=8)
+        ax.set_title(f"{names[i].removeprefix('BloodImage_')}\ntrue {classes[actual[i]][:4]}, called "
+                     f"{classes[predicted[i]][:4]} {probabilities[i, predicted[i]]:.2f}", fontsize=8)
     if not len(wrong):
         axes[0, 0].text(0.5, 0.5, "no misclassified\ntest images", ha="center", va="center")
     figure.suptitle(f"{name}: {len(wrong)} of {len(actual)} test images misclassified", fontsize=10)

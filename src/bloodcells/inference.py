@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from .archs import ARCHS
-from .classes import CLASSES
 from .data import dihedral, normalise, resize
 from .errors import UserError
 from .models import alexnet_options, build_model
@@ -14,9 +13,10 @@ from .models import alexnet_options, build_model
 CHANNELS_LAST = torch.channels_last  # faster convolutions on CPU (measured: up to 1.6x for EfficientNet)
 
 
-def load_checkpoint(path, name=None):
+def load_checkpoint(path, name=None, classes=None):
     """(model in eval mode, checkpoint dict) from a models/<name>.pt file of this project. With `name`, the
-    checkpoint must hold that model (the evaluate stage); every problem is a UserError naming the file."""
+    checkpoint must hold that model, and with `classes` have been trained on them, in that order (the evaluate
+    stage); every problem is a UserError naming the file."""
     path = Path(path)
     retrain = f"retrain it (dvc repro -f train@{name})" if name else "use a models/<name>.pt file of this project"
     if not path.is_file():
@@ -33,9 +33,12 @@ def load_checkpoint(path, name=None):
     if (name is not None and model_name != name) or model_name not in ARCHS or checkpoint.get("arch") not in ARCHS[model_name]:
         wanted = ", ".join(ARCHS[name]) if name in ARCHS else "the project's architectures"
         raise UserError(f"{path} holds a {checkpoint.get('arch')} model ({model_name}), not one of {wanted}; {retrain}")
-    if list(checkpoint.get("classes", [])) != list(CLASSES):
-        raise UserError(f"{path} was trained with classes {checkpoint.get('classes')}, not {list(CLASSES)}; {retrain}")
-    model = build_model(model_name, checkpoint["arch"], checkpoint["image_size"], **alexnet_options(checkpoint))
+    trained_on = list(checkpoint.get("classes") or [])
+    if len(trained_on) < 2 or (classes is not None and trained_on != list(classes)):
+        wanted = f", not {list(classes)} (data/clean/classes.json)" if classes is not None else ""
+        raise UserError(f"{path} was trained with classes {checkpoint.get('classes')}{wanted}; {retrain}")
+    model = build_model(model_name, checkpoint["arch"], checkpoint["image_size"], num_classes=len(trained_on),
+                        **alexnet_options(checkpoint))
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

@@ -4,19 +4,17 @@ from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, confusion_matrix, \
     multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
-from .classes import CLASSES
-
 
 def wilson_interval(successes, total, confidence=0.95):
     interval = binomtest(int(successes), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
     return [round(float(interval.low), 4), round(float(interval.high), 4)]
 
 
-def classification_metrics(actual, predicted, probabilities=None):
+def classification_metrics(actual, predicted, probabilities=None, *, classes):
     """Accuracy with its 95 % Wilson interval, macro and per-class sensitivity/specificity/precision, balanced
     accuracy and Cohen's kappa; with the predicted `probabilities` [N, classes] also one-vs-rest ROC AUC per class
-    and macro, and the expected calibration error."""
-    labels = list(range(len(CLASSES)))
+    and macro, and the expected calibration error. Label i is classes[i]."""
+    labels = list(range(len(classes)))
     actual, predicted = np.asarray(actual), np.asarray(predicted)
     precision, recall, f1, support = precision_recall_fscore_support(
         actual, predicted, labels=labels, zero_division=0)
@@ -44,18 +42,18 @@ def classification_metrics(actual, predicted, probabilities=None):
                 "precision": float(precision[i]),
                 "support": int(support[i]),
             }
-            for i, name in enumerate(CLASSES)
+            for i, name in enumerate(classes)
         },
         "confusion_matrix": confusion_matrix(actual, predicted, labels=labels).tolist(),
-    } | (probability_metrics(actual, probabilities) if probabilities is not None else {})
+    } | (probability_metrics(actual, probabilities, classes) if probabilities is not None else {})
 
 
-def probability_metrics(actual, probabilities):
+def probability_metrics(actual, probabilities, classes):
     """One-vs-rest ROC AUC per class (None for a class absent from `actual`, or the only one present), their
     macro mean, and the expected calibration error of the top-class probability."""
     actual, probabilities = np.asarray(actual), np.asarray(probabilities, dtype=float)
     auc = {}
-    for i, name in enumerate(CLASSES):
+    for i, name in enumerate(classes):
         positive = actual == i
         auc[name] = float(roc_auc_score(positive, probabilities[:, i])) if 0 < positive.sum() < len(actual) else None
     known = [value for value in auc.values() if value is not None]
@@ -90,5 +88,5 @@ def expected_calibration_error(actual, probabilities, bins=10):
 def micro_roc_curve(actual, probabilities):
     """The one-vs-rest ROC curve with every (image, class) pair pooled (micro-average): fpr, tpr, thresholds."""
     actual, probabilities = np.asarray(actual), np.asarray(probabilities, dtype=float)
-    one_hot = np.eye(len(CLASSES), dtype=bool)[actual]
+    one_hot = np.eye(probabilities.shape[1], dtype=bool)[actual]
     return roc_curve(one_hot.ravel(), probabilities.ravel())

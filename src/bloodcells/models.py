@@ -1,4 +1,4 @@
-"""Model factory: torchvision ResNet and AlexNet, efficientnet-pytorch EfficientNet, with a 4-class head."""
+"""Model factory: torchvision ResNet and AlexNet, efficientnet-pytorch EfficientNet, with a head for the data's classes."""
 import urllib.error
 from pathlib import Path
 
@@ -7,7 +7,6 @@ from torch import nn
 from torchvision import models as tv_models
 
 from .archs import ARCHS
-from .classes import CLASSES
 from .errors import UserError
 
 # Smallest input side each family can take (AlexNet's stride-4 stem and three max-pools need 63).
@@ -53,7 +52,7 @@ def check_alexnet_option(name, key, value):
         raise UserError(f"models.alexnet.{key} must be {stock} (torchvision) or {small} (ours), got {value!r}")
 
 
-def build_model(name, arch, image_size, pretrained=False, weights=None, num_classes=len(CLASSES), feature_pool=None,
+def build_model(name, arch, image_size, pretrained=False, weights=None, *, num_classes, feature_pool=None,
                 stem_stride=None, batch_norm=None):
     """A model with `num_classes` outputs; ImageNet weights only when asked for.
 

@@ -9,7 +9,6 @@ from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 from .atomic import save_figure
-from .classes import CLASSES
 from .data import normalise
 
 MIN_MAP_SIDE = 6  # the last convolutions see a 3x3 map at these input sizes: too coarse to show anything
@@ -43,7 +42,7 @@ def class_activation(model, images, mean, std, targets):
     return (maps / peak).clamp(0, 1)
 
 
-def draw_overlay(path, photo, probabilities, heat, model_label):
+def draw_overlay(path, photo, probabilities, heat, model_label, classes):
     """Write the picture of `photo` (a photos.Photo with its image) to `path` (PNG, atomically)."""
     predicted = int(probabilities.argmax())
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.3), gridspec_kw={"width_ratios": [1.45, 1, 1, 1.2]})
@@ -55,18 +54,18 @@ def draw_overlay(path, photo, probabilities, heat, model_label):
     axes[1].set_title("crop the model sees", fontsize=9)
     axes[2].imshow(photo.crop)
     axes[2].imshow(heat, cmap="jet", alpha=0.45, extent=(-0.5, photo.crop.shape[1] - 0.5, photo.crop.shape[0] - 0.5, -0.5))
-    axes[2].set_title(f"Grad-CAM: where {CLASSES[predicted].lower()} was seen", fontsize=9)
+    axes[2].set_title(f"Grad-CAM: where {classes[predicted].lower()} was seen", fontsize=9)
     for ax in axes[:3]:
         ax.axis("off")
-    colours = ["tab:blue" if i == predicted else "lightgray" for i in range(len(CLASSES))]
-    axes[3].barh(range(len(CLASSES)), probabilities, color=colours)
-    axes[3].set_yticks(range(len(CLASSES)), [c.capitalize() for c in CLASSES], fontsize=9)
+    colours = ["tab:blue" if i == predicted else "lightgray" for i in range(len(classes))]
+    axes[3].barh(range(len(classes)), probabilities, color=colours)
+    axes[3].set_yticks(range(len(classes)), [c.capitalize() for c in classes], fontsize=9)
     axes[3].invert_yaxis()
     axes[3].set_xlim(0, 1)
     for i, p in enumerate(probabilities):
         axes[3].text(min(float(p) + 0.02, 0.82), i, f"{float(p):.2f}", va="center", fontsize=9)
     axes[3].set_title("probability", fontsize=9)
-    figure.suptitle(f"{CLASSES[predicted]} {float(probabilities[predicted]):.2f}  ({model_label})", fontsize=11)
+    figure.suptitle(f"{classes[predicted]} {float(probabilities[predicted]):.2f}  ({model_label})", fontsize=11)
     figure.tight_layout()
     save_figure(figure, path)
     plt.close(figure)

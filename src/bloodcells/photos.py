@@ -79,7 +79,7 @@ def prepare_photo(path, crop, box=None, keep_image=False):
     except UserError as error:
         photo.error = str(error)
         return photo
-    if crop["crop"] == "none":
+    if crop["crop"] in ("none", "centre"):
         photo.box, photo.located_by = (0, 0, *image.size), "whole"
     elif box is not None:
         photo.box, photo.located_by = fit_box(box, *image.size), "given"

@@ -7,10 +7,10 @@ number), a value out of range or not one of the choices, a missing key or sectio
 import difflib
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      create_model, model_validator)
 
-from .classes import CLASSES
+from . import classes
 from .errors import UserError
 from .archs import ARCHS
 
@@ -30,9 +30,6 @@ def not_a_bool(value):
 
 def oversample_rule(value):
     if isinstance(value, dict):
-        unknown = sorted(set(value) - set(CLASSES))
-        if unknown:
-            raise ValueError(f"names unknown class(es) {', '.join(map(str, unknown))} (use {', '.join(CLASSES)})")
         if not all(a_number_at_least_one(factor) for factor in value.values()):
             raise ValueError("factors must be numbers >= 1")
     elif value not in ("balance", "none"):
@@ -96,26 +93,45 @@ class Fetch(Section):
     urls: Urls
 
 
-ClassName = Literal[tuple(CLASSES) + ("BASOPHIL",)]
-
-
 class Clean(Section):
     drop_empty: Bool
     drop_multiple: Bool
-    drop_classes: list[ClassName]
+    drop_classes: list[Text]
+    min_images: PositiveInt
+    rename: Optional[dict[Text, Text]]
+    classes: Optional[Annotated[list[Text], Field(min_length=2)]]
     drop_missing_images: Bool
     skip_corrupt: Bool
     test_size: Annotated[float, Field(strict=True, gt=0, lt=0.5)]
     val_size: Annotated[float, Field(strict=True, gt=0, lt=0.5)]
-    neutrophil_drop_fraction: at_least(0, below=1)
+    undersample: Optional[dict[Text, at_least(0, below=1)]]
     oversample: Annotated[Any, AfterValidator(oversample_rule)]
     locator: Literal["voc", "stain"]
-    crop: Literal["wbc", "none"]
+    crop: Literal["wbc", "centre", "none"]
     margin: at_least(0)
     crop_side: Optional[Annotated[int, Field(strict=True, ge=16)]]
     edge_cells: Literal["pad", "shift"]
     fallback_box_size: PositiveInt
     image_size: Annotated[int, Field(strict=True, ge=32, le=1024)]
+
+
+    @model_validator(mode="after")
+    def class_names_of_the_data(self, info: ValidationInfo):
+        """Every key that names a class names one of the data's (when the stage knows them: clean)."""
+        known = (info.context or {}).get("classes")
+        if not known:
+            return self
+        problems = classes.unknown_names(self.drop_classes, known, "drop_classes")
+        problems += classes.unknown_names(self.rename or {}, known, "rename")
+        renamed = [(self.rename or {}).get(name, name) for name in known if name not in self.drop_classes]
+        problems += classes.unknown_names(self.classes or [], renamed, "classes")
+        learnt = [name for name in (self.classes or renamed) if name in renamed]
+        problems += classes.unknown_names(self.undersample or {}, learnt, "undersample")
+        problems += classes.unknown_names(self.oversample if isinstance(self.oversample, dict) else {}, learnt,
+                                          "oversample")
+        if problems:
+            raise ValueError(" | clean.".join(problems))
+        return self
 
 
 class Explore(Section):
@@ -167,9 +183,9 @@ SECTIONS = {"data": Data, "fetch": Fetch, "clean": Clean, "explore": Explore, "t
             "evaluate": Evaluate, **{f"models.{name}": model for name, model in MODELS.items()}}
 
 
-def validate(params, sections, source="params.yaml"):
+def validate(params, sections, source="params.yaml", data_classes=None):
     """Check `sections` of params (names of SECTIONS; "models" means every model in it); raise one UserError
-    listing every problem."""
+    listing every problem. With `data_classes`, keys that name classes are checked against them."""
     problems = []
     for section in sections:
         if section == "models":
@@ -181,13 +197,13 @@ def validate(params, sections, source="params.yaml"):
                          if name not in MODELS]
             problems += check_section(params, [f"models.{name}" for name in models if name in MODELS])
         else:
-            problems += check_section(params, [section])
+            problems += check_section(params, [section], data_classes)
     if problems:
         count = f"{len(problems)} problems: " if len(problems) > 1 else ""
         raise UserError(f"{source}: {count}{' | '.join(problems)}")
 
 
-def check_section(params, sections):
+def check_section(params, sections, data_classes=None):
     problems = []
     for section in sections:
         value = params
@@ -197,7 +213,7 @@ def check_section(params, sections):
             problems.append(f"{section}: missing section (copy it from the project's params.yaml, which lists every key)")
             continue
         try:
-            SECTIONS[section].model_validate(value)
+            SECTIONS[section].model_validate(value, context={"classes": data_classes})
         except ValidationError as error:
             problems += [describe(section, detail) for detail in error.errors()]
     return problems

@@ -1,7 +1,6 @@
-"""Where the raw data comes from: the pinned BCCD downloads, a local copy, Kaggle, or synthetic.
-
-Every source writes the same layout, that of Kaggle's `dataset-master`:
-`JPEGImages/BloodImage_NNNNN.jpg`, `Annotations/BloodImage_NNNNN.xml` and `labels.csv`.
+"""Where the raw data comes from: the pinned BCCD downloads, a local copy (any layout of bloodcells.layouts),
+Kaggle, or synthetic. BCCD's downloads, Kaggle and the synthetic stand-in write Kaggle's `dataset-master` layout
+(`JPEGImages/BloodImage_NNNNN.jpg`, `Annotations/BloodImage_NNNNN.xml`, `labels.csv`); a local copy keeps its own.
 """
 import hashlib
 import http.client
@@ -16,7 +15,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from . import layouts
 from .errors import UserError
+from .layouts import dataset_master
 
 KNOWN_SOURCES = ("bccd", "kaggle", "synthetic")
 KAGGLE_DATASET = "paultimothymooney/blood-cells"
@@ -24,8 +25,6 @@ ALTERNATIVES = (
     "set data.source in params.yaml to a local copy (a Kaggle dataset-master folder or "
     "its zip), 'kaggle' (needs Kaggle credentials) or 'synthetic' (offline demo)"
 )
-# Folders of a layout, with the extension of the files they hold.
-LAYOUT = {"JPEGImages": ".jpg", "Annotations": ".xml"}
 
 
 def sha256_of(path):
@@ -36,25 +35,15 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def layout_files(root):
-    """Relative paths of the files of a dataset-master layout below `root`, sorted."""
-    root = Path(root)
-    files = [Path("labels.csv")] if (root / "labels.csv").is_file() else []
-    for folder, extension in LAYOUT.items():
-        if (root / folder).is_dir():
-            files += sorted(p.relative_to(root) for p in (root / folder).glob(f"*{extension}"))
-    return files
+def manifest_text(root):
+    return "".join(f"{sha256_of(Path(root) / rel)}  {rel.as_posix()}\n" for rel in dataset_master.layout_files(root))
 
 
 def write_manifest(root, manifest_path):
-    """A sha256sum-style manifest of every file of the layout below `root`."""
+    """A sha256sum-style manifest of every file of the dataset-master layout below `root`."""
     text = manifest_text(root)
     Path(manifest_path).write_text(text)
     return text.count("\n")
-
-
-def manifest_text(root):
-    return "".join(f"{sha256_of(Path(root) / rel)}  {rel.as_posix()}\n" for rel in layout_files(root))
 
 
 def describe_source(source, manifest_path):
@@ -69,7 +58,7 @@ def describe_source(source, manifest_path):
         return f"a local zip (SHA-256 {sha256_of(path)[:12]})"
     if path.is_dir():
         names = [p.relative_to(path).as_posix() for p in path.rglob("labels.csv")]
-        root = find_dataset_root(names)
+        root = dataset_master.find_root(names)
         text = manifest_text(path / root) if root is not None else ""
         manifest_path = Path(manifest_path)
         if text and manifest_path.is_file() and text == manifest_path.read_text():
@@ -180,72 +169,55 @@ def download_bccd(dest, urls, manifest, timeout, retries):
         download(urls["labels"], Path(dest) / "labels.csv", timeout, retries)
 
 
-def find_dataset_root(names):
-    """The folder (as a POSIX prefix, '' for the top) holding labels.csv; dataset2-master is ignored."""
-    candidates = [n for n in names if Path(n).name == "labels.csv" and "dataset2-master" not in n]
-    if not candidates:
-        return None
-    best = min(candidates, key=lambda n: (len(Path(n).parts), n))
-    parent = Path(best).parent.as_posix()
-    return "" if parent == "." else parent + "/"
-
-
 def import_local(source, dest):
-    """Copy a Kaggle-style dataset-master folder, or the zip from Kaggle, into `dest`."""
+    """Copy a local dataset, a folder or a zip in any layout of bloodcells.layouts, into `dest`; returns the
+    layout's name."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise UserError(f"data.source: {source} does not exist; give a folder laid out like Kaggle's "
-                        f"dataset-master or its zip, or one of {', '.join(KNOWN_SOURCES)}")
+        raise UserError(f"data.source: {source} does not exist; give a folder or zip in {layouts.EXPECTED}, "
+                        f"or one of {', '.join(KNOWN_SOURCES)}")
     try:
-        copy_layout(path, dest)
+        layout = copy_layout(path, dest)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise UserError(f"data.source: {path} is a damaged zip archive ({error}); download it again") from None
     except OSError as error:
         where = error.filename or path
         raise UserError(f"data.source: cannot read {where} ({error.strerror or error}); check that it exists "
                         "and that you may read it") from None
-    (dest / "Annotations").mkdir(exist_ok=True)
+    if layout is dataset_master:
+        (dest / "Annotations").mkdir(exist_ok=True)
+    return layout.NAME
 
 
 def copy_layout(path, dest):
+    """Recognise the layout of a folder or zip and copy its files below the layout's root into `dest`."""
     if path.is_dir():
-        names = [p.relative_to(path).as_posix() for p in path.rglob("labels.csv")]
-        root = find_dataset_root(names)
-        if root is None:
-            raise UserError(f"{path}: no labels.csv found; expected Kaggle's dataset-master layout "
-                            "(labels.csv, JPEGImages/, optional Annotations/)")
-        base = path / root
-        if not (base / "JPEGImages").is_dir():
-            raise UserError(f"{base}: no JPEGImages/ folder next to labels.csv; expected Kaggle's dataset-master layout")
-        for rel in layout_files(base):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(base / rel, dest / rel)
+        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() or p.is_symlink()]
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zipped:
-            names = zipped.namelist()
-            root = find_dataset_root(names)
-            if root is None:
-                raise UserError(f"{path}: the zip holds no labels.csv; expected the blood-cells zip from "
-                                "Kaggle (dataset-master/labels.csv)")
-            wanted = [n for n in names if n.startswith(root) and _in_layout(n[len(root):])]
-            if not any(n[len(root):].startswith("JPEGImages/") for n in wanted):
-                raise UserError(f"{path}: no JPEGImages/ next to {root}labels.csv; expected the blood-cells zip from Kaggle")
-            for name in wanted:
-                target = dest / name[len(root):]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zipped.open(name) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+            names = [n for n in zipped.namelist() if not n.endswith("/")]
     elif path.suffix.lower() == ".zip":
         raise UserError(f"data.source: {path} is not a readable zip archive (damaged or cut short); download it again")
     else:
         raise UserError(f"data.source: {path} is neither a folder nor a zip archive")
-
-
-def _in_layout(rel):
-    parts = Path(rel).parts
-    if parts == ("labels.csv",):
-        return True
-    return len(parts) == 2 and parts[0] in LAYOUT and parts[1].lower().endswith(LAYOUT[parts[0]])
+    layout, root = layouts.recognise(names)
+    if layout is None:
+        raise UserError(f"{path}: no labels.csv and no class folders found; expected {layouts.EXPECTED}")
+    files = [n[len(root):] for n in names if n.startswith(root) and layout.wanted(n[len(root):])]
+    problem = layout.check_copy(files, f"{path / root if path.is_dir() else path}")
+    if problem:
+        raise UserError(problem)
+    if path.is_dir():
+        for rel in files:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path / root / rel, dest / rel)
+    else:
+        with zipfile.ZipFile(path) as zipped:
+            for rel in files:
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                with zipped.open(root + rel) as src, open(dest / rel, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    return layout
 
 
 def fetch_kaggle(dest):
@@ -264,4 +236,4 @@ def fetch_kaggle(dest):
         archives = list(Path(downloads).glob("*.zip"))
         if not archives:
             raise UserError(f"kaggle: the download of {KAGGLE_DATASET} returned no zip")
-        import_local(archives[0], dest)
+        return import_local(archives[0], dest)

@@ -4,7 +4,6 @@ import itertools
 import numpy as np
 from scipy.stats import binomtest
 
-from .classes import CLASSES
 
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -47,10 +46,8 @@ def weighted_scores(weights, actual, predicted):
     right = actual == predicted
     accuracy = weights @ right / weights.sum(axis=1)
     sensitivities, specificities = [], []
-    for c in range(len(CLASSES)):
+    for c in np.unique(actual):  # the classes present, in label order
         positive, called = actual == c, predicted == c
-        if not positive.any():
-            continue
         sensitivities.append(weights @ (right & positive) / np.maximum(weights @ positive, 1e-12))
         negatives = weights @ ~positive
         specificities.append(np.where(negatives > 0, weights @ (~positive & ~called) / np.maximum(negatives, 1e-12), 1))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .classes import CLASSES
+from .cleaning import BCCD_CLASSES as CLASSES  # the synthetic smears stand in for BCCD
 from .voc import write_voc
 
 NUCLEUS = (88, 38, 128)
