@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run, stage
+from conftest import run, set_params, stage
 
 RAW = "data/raw"
 IMAGE = f"{RAW}/JPEGImages/BloodImage_00005.jpg"
@@ -56,11 +56,20 @@ REJECTED = {
                                     "BloodImage_00005.jpg: cannot read image"),
     "a truncated JPEG": (lambda p: (p / IMAGE).write_bytes((p / IMAGE).read_bytes()[:400]),
                          "BloodImage_00005.jpg: cannot read image"),
-    "a class with too few images": (lambda p: rewrite_labels(p, lambda lines: [l for l in lines
-                                                                               if "MONOCYTE" not in l]
-                                                             + [l for l in lines if "MONOCYTE" in l][:2]),
-                                    "MONOCYTE"),
+    "a class with too few images for the folds": (
+        lambda p: set_params(p, {"clean": {"min_images": 1}}) or rewrite_labels(
+            p, lambda lines: [l for l in lines if "MONOCYTE" not in l] + [l for l in lines if "MONOCYTE" in l][:2]),
+        "5-fold cross-validation needs at least 7 images of every class"),
 }
+
+
+def test_a_class_below_min_images_is_left_out_and_said(fetched):
+    rewrite_labels(fetched, lambda lines: [l for l in lines if "MONOCYTE" not in l]
+                   + [l for l in lines if "MONOCYTE" in l][:2])
+    result = stage(fetched, "clean")
+    assert "class(es) with fewer than clean.min_images = 10 images left out: MONOCYTE (2)" in result.stdout
+    assert json.loads((fetched / "data/clean/classes.json").read_text())["classes"] == \
+        ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE"]
 
 
 @pytest.mark.parametrize("case", REJECTED)
