@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from bloodcells import layouts, sources, synthetic
 from bloodcells.layouts import class_folders
