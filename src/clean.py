@@ -104,7 +104,8 @@ def main():
     params = load_params(("data", "clean"))
     layout = layouts.detect(RAW_DIR)
     if layout is None:
-        raise UserError(f"{RAW_DIR} holds no dataset in a known layout; run the fetch stage first (dvc repro fetch)")
+        raise UserError(f"{RAW_DIR}: no labels.csv and no class folders found; run the fetch stage first "
+                        "(dvc repro fetch)")
     notes = []
     index, data_classes, left_out_files = layout.read_index(RAW_DIR, notes)
     schema.validate(params, ("clean",), str(PARAMS_FILE), data_classes)  # the keys that name classes
