@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bloodcells import exp_queue, machine, sources
+from bloodcells import exp_queue, sources
 from bloodcells.atomic import atomic_file, write_json, write_text
 from bloodcells.errors import UserError, stage_main
 from bloodcells.metrics import classification_metrics
@@ -104,18 +104,19 @@ def collect_predictions(name, models, seed, fold, train_seed):
     return pd.concat(frames, ignore_index=True)
 
 
-def trained_on(names, models):
-    """Which machines trained the runs, and in which precision: one line per distinct machine and precision."""
+def trained_on(names):
+    """Which machines trained the runs, and in which precision: the lines of each experiment's compare.md that say
+    so (compare.md is kept in git; the machine records themselves are cached outputs)."""
     lines = set()
     for name in names:
-        for model in models:
-            try:
-                record = json.loads(exp_queue.read_file(name, f"metrics/train/{model}/machine.json"))
-            except UserError:
-                lines.add(f"{model}: machine not recorded")
-                continue
-            lines.add(f"{model}: {record['precision']} on {machine.summary_line(record)}")
-    return sorted(lines)
+        try:
+            text = exp_queue.read_file(name, "metrics/compare.md")
+        except UserError:
+            continue
+        lines |= {line.strip("- ").strip() for line in text.splitlines()
+                  if line.startswith(("Trained on", "- ", "Precision:")) and ("trained on" in line.lower()
+                                                                              or line.startswith("Precision:"))}
+    return sorted(lines) or ["not recorded"]
 
 
 def prediction_classes(frame):
@@ -366,7 +367,7 @@ def main():
     minutes = (time.perf_counter() - started) / 60
     how = "collected" if args.collect_only else f"{args.jobs} worker(s), {minutes:.0f} min"
     write_report(predictions, f"{description} {len(runs)} runs, {how}.", args.record, str(kept),
-                 trained_on(runs, models))
+                 trained_on(runs))
 
 
 if __name__ == "__main__":

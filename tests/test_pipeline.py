@@ -131,7 +131,7 @@ def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions
         assert row["per_fold_accuracy"]["mean"] == pytest.approx(sum(folds) / 2)
     assert len(sweep["pairs"]) == 3 and "McNemar" in result.stdout
     assert sweep["description"].startswith("2-fold cross-validation, data seeds 0") and "data: synthetic" in sweep["description"]
-    assert any(line.startswith("resnet: ") and " on " in line for line in sweep["trained_on"])
+    assert any(line.startswith("Trained on ") and "precision: resnet " in line for line in sweep["trained_on"])
     assert "| resnet (40 predictions of 40 images)" in (project / "metrics/sweep_cv2.md").read_text()
     assert params.read_text() == before  # queued runs leave the workspace alone
     assert "train.threads=" in result.stdout  # two workers share the cores
