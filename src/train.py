@@ -63,20 +63,18 @@ def main():
     model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
                         num_classes=len(classes), **alexnet_options(cfg))
     crop = data.read_crop_settings()
-    train_images, train_labels, _ = data.load_split("train")
-    val_images, val_labels, _ = data.load_split("val", require_all_classes=False)
-    if cfg["image_size"] > train_images.shape[-1]:
+    if cfg["image_size"] > crop["image_size"]:
         raise UserError(f"models.{name}.image_size {cfg['image_size']} is larger than the prepared crops "
-                        f"({train_images.shape[-1]} px); raise clean.image_size or lower the model's image_size")
-    train_images, val_images = data.resize(train_images, cfg["image_size"]), data.resize(val_images, cfg["image_size"])
+                        f"({crop['image_size']} px); raise clean.image_size or lower the model's image_size")
+    train_set = data.CropDataset("train", cfg["image_size"])
+    val_set = data.CropDataset("val", cfg["image_size"], require_all_classes=False)
     if cfg["pretrained"] or cfg.get("weights"):
         mean, std = data.IMAGENET_MEAN, data.IMAGENET_STD
     else:
-        mean, std = data.channel_stats(train_images)
+        mean, std = data.channel_stats(train_set.images)
     discard_on_failure(f"metrics/train/{name}")  # DVCLive writes it epoch by epoch: all or nothing
     with Live(dir=f"metrics/train/{name}", dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        state, summary = train_model(model, (train_images, train_labels), (val_images, val_labels),
-                                     cfg, live, device, mean, std)
+        state, summary = train_model(model, train_set, val_set, cfg, live, device, mean, std)
         model.load_state_dict(state)
         summary["parameters"] = sum(p.numel() for p in model.parameters())
         made_on = machine.describe(device, cfg["threads"], summary.pop("precision"))

@@ -30,9 +30,29 @@ def deep_update(target, changes):
 
 
 def set_params(project, changes):
+    """Edit params.yaml, as `dvc repro` reads it (`dvc exp run` composes it anew from conf/)."""
     path = Path(project) / "params.yaml"
     params = deep_update(yaml.safe_load(path.read_text()), changes)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def compose(project, overrides=()):
+    """params.yaml composed from conf/ with Hydra overrides, by the function `dvc exp run` uses."""
+    from dvc.utils.hydra import compose_and_dump
+    compose_and_dump(Path(project) / "params.yaml", str(Path(project) / "conf"), None, "config", "", list(overrides))
+
+
+def set_defaults(project, changes):
+    """Put `changes` over every composition of conf/ (a config applied after the dataset's recipe), and compose
+    params.yaml: both `dvc repro` and `dvc exp run` then see them."""
+    config = Path(project) / "conf" / "config.yaml"
+    text = config.read_text()
+    if "  - tiny\n" not in text:
+        config.write_text(text.replace("  - dataset: bccd", "  - dataset: bccd\n  - tiny", 1))
+    tiny = Path(project) / "conf" / "tiny.yaml"
+    current = yaml.safe_load(tiny.read_text()) if tiny.is_file() else {}
+    tiny.write_text("# @package _global_\n" + yaml.safe_dump(deep_update(current or {}, changes), sort_keys=False))
+    compose(project)
 
 
 def run(args, cwd, check=True):
@@ -70,7 +90,7 @@ def make_project(tmp_path):
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)
-    set_params(dest, TINY)
+    set_defaults(dest, TINY)
     git(dest, "init", "-q", "-b", "main")
     git(dest, "add", "-A")
     git(dest, "commit", "-qm", "tiny synthetic project")

@@ -1,6 +1,7 @@
 """Class-folder datasets (PBC's layout): recognised in a folder or a zip, their data problems said and counted, and
 a 5-class dataset through the real DVC pipeline, with the classes coming from the data."""
 import json
+import shlex
 import sys
 import zipfile
 
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from bloodcells import layouts, sources, synthetic
 from bloodcells.layouts import class_folders
@@ -136,3 +138,37 @@ def test_the_real_pbc_copy_is_recognised_and_its_quirks_found(tmp_path):
     assert counts["duplicate_across_classes"] == 2  # EO_225902 = BNE_191112
     assert counts["duplicate_in_class"] == 10
     assert not {"EO_225902", "BNE_191112"} & set(index["image"])
+
+
+def readme_command(start):
+    """The README's command line that begins with `start`."""
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(start)]
+    assert len(lines) == 1, f"one README line should start with {start!r}"
+    return lines[0]
+
+
+def test_the_readmes_pbc_command_runs_the_pbc_recipe_as_written(project, tmp_path):
+    archive = zipped(single_cell_dataset(tmp_path / "data", per_class=12), tmp_path / "PBC_dataset_normal_DIB.zip")
+    command = readme_command("dvc exp run -n pbc -S dataset=pbc")
+    assert "data.source=/path/to/PBC_dataset_normal_DIB.zip" in command  # the one thing the user fills in
+    run(shlex.split(command.replace("/path/to/PBC_dataset_normal_DIB.zip", str(archive))), project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["data"]["source"] == str(archive) and params["clean"]["crop"] == "centre"
+    assert params["clean"]["undersample"] is None
+    assert json.loads((project / "data/clean/crop.json").read_text())["crop"] == "centre"
+    assert json.loads((project / "metrics/data.json").read_text())["layout"] == "class-folders"
+    assert torch.load(project / "models/resnet.pt", weights_only=False)["classes"] == CLASSES
+    names = run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
+    assert "pbc" in names
+
+
+def test_the_pbc_recipe_without_a_path_is_one_line_naming_the_key(project):
+    tiny = project / "conf/tiny.yaml"  # the tiny settings over every composition: without their synthetic source
+    settings = yaml.safe_load(tiny.read_text())
+    del settings["data"]["source"]
+    tiny.write_text("# @package _global_\n" + yaml.safe_dump(settings))
+    result = run(["dvc", "exp", "run", "-S", "dataset=pbc"], project, check=False)
+    assert result.returncode != 0
+    assert "data.source: not set (??? in the dataset's recipe); give it: dvc exp run -S data.source=..." \
+        in result.stdout + result.stderr
+    assert not (project / "data/raw").exists()

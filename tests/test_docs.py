@@ -47,3 +47,21 @@ def test_no_committed_file_names_a_path_of_one_machine():
             continue
         found += [f"{rel}:{n}" for n, line in enumerate(text.splitlines(), 1) if machine_path.search(line)]
     assert not found, f"absolute paths of one machine in committed files: {found}"
+
+
+def test_the_committed_params_yaml_is_the_composition_of_conf(tmp_path):
+    from dvc.utils.hydra import compose_and_dump
+    composed = tmp_path / "params.yaml"
+    compose_and_dump(composed, str(ROOT / "conf"), None, "config", "", [])
+    assert (ROOT / "params.yaml").read_text() == composed.read_text(), \
+        "params.yaml differs from conf/: run dvc exp run (it composes params.yaml), or commit its composition"
+
+
+def test_every_dataset_recipe_gives_every_key_the_defaults_leave_open(tmp_path):
+    from dvc.utils.hydra import compose_and_dump
+    from bloodcells.schema import unset_keys
+    for recipe in sorted((ROOT / "conf/dataset").glob("*.yaml")):
+        composed = tmp_path / f"{recipe.stem}.yaml"
+        compose_and_dump(composed, str(ROOT / "conf"), None, "config", "", [f"dataset={recipe.stem}"])
+        left_open = unset_keys(yaml.safe_load(composed.read_text()))
+        assert left_open == ([] if recipe.stem == "bccd" else ["data.source"]), recipe.name

@@ -8,7 +8,7 @@ import torch
 import yaml
 from dvclive import Live
 
-from bloodcells.data import affine, augment, dihedral
+from bloodcells.data import affine, augment, dihedral, training_batches
 from bloodcells.errors import UserError
 from bloodcells.models import ARCHS, build_model
 from bloodcells import training
@@ -49,9 +49,28 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(name, arch):
 
 
 def tiny_data(n, size=48, seed=0):
+    """A stand-in for data.CropDataset: items (uint8 image, label), and .images / .labels."""
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator)
-    return images, torch.arange(n) % 4
+    dataset = torch.utils.data.TensorDataset(images, torch.arange(n) % 4)
+    dataset.images, dataset.labels = dataset.tensors
+    return dataset
+
+
+def test_training_batches_cover_the_split_once_per_epoch_in_a_seeded_order_and_leave_torch_rng_alone():
+    dataset = tiny_data(10, size=4)
+    loader = training_batches(dataset, 4, torch.Generator().manual_seed(3))
+    global_state = torch.get_rng_state()
+    first = [labels.tolist() for _, labels in loader]
+    second = [labels.tolist() for _, labels in loader]
+    assert torch.equal(torch.get_rng_state(), global_state)  # dropout masks draw from it
+    assert [len(b) for b in first] == [4, 4, 2] and len(loader) == 3
+    assert sorted(sum(first, [])) == sorted(dataset.labels.tolist())
+    assert first != second  # a new order each epoch
+    again = training_batches(dataset, 4, torch.Generator().manual_seed(3))
+    assert [labels.tolist() for _, labels in again] == first
+    images, _ = next(iter(training_batches(dataset, 10, torch.Generator().manual_seed(3))))
+    assert images.dtype == torch.uint8  # augmented as floats only where used
 
 
 def train_once(tmp_path, tag, **changes):

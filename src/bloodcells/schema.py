@@ -212,11 +212,26 @@ def check_section(params, sections, data_classes=None):
         if value is None:
             problems.append(f"{section}: missing section (copy it from the project's params.yaml, which lists every key)")
             continue
+        unset = [f"{section}.{key}" for key in unset_keys(value)]
+        if unset:
+            problems += [f"{key}: not set (??? in the dataset's recipe); give it: dvc exp run -S {key}=..." for key in unset]
+            continue
         try:
             SECTIONS[section].model_validate(value, context={"classes": data_classes})
         except ValidationError as error:
             problems += [describe(section, detail) for detail in error.errors()]
     return problems
+
+
+def unset_keys(section, prefix=""):
+    """Keys left at Hydra's mandatory value ??? (conf/config.yaml's keys that a dataset recipe or -S must give)."""
+    unset = []
+    for key, value in section.items():
+        if isinstance(value, dict):
+            unset += unset_keys(value, f"{prefix}{key}.")
+        elif value == "???":
+            unset.append(f"{prefix}{key}")
+    return unset
 
 
 def describe(section, detail):

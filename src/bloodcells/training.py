@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .data import augment, normalise
+from .data import augment, normalise, training_batches
 from .errors import UserError
 from .inference import CHANNELS_LAST, predict_probabilities
 from .machine import cpu_has_native_bf16
@@ -79,84 +79,111 @@ def mixup(batch, alpha, generator, rng):
     return weight * batch + (1 - weight) * batch[partner], partner, weight
 
 
-def train_model(model, train_data, val_data, cfg, live, device, mean, std):
-    """Train, log each epoch to `live`, and return the chosen weights and summary metrics."""
-    train_images, train_labels = train_data
-    val_images, val_labels = val_data
+class Recipe:
+    """What one optimisation step needs besides the batch: built once per run by train_model."""
+
+    def __init__(self, model, cfg, steps_per_epoch, device, mean, std, dtype, generator):
+        self.model, self.cfg, self.device, self.mean, self.std, self.dtype = model, cfg, device, mean, std, dtype
+        self.generator, self.mixup_rng = generator, np.random.default_rng(cfg["seed"])
+        self.optimizer = make_optimizer(cfg, model.parameters())
+        self.scheduler = warmup_cosine(self.optimizer, cfg["epochs"] * steps_per_epoch,
+                                       cfg["warmup_epochs"] * steps_per_epoch)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+        self.ema = None
+        if cfg["ema"] > 0:
+            self.ema = torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
+
+    def prepare(self, images):
+        """A uint8 batch augmented (every random draw from the run's generator), normalised, on the device."""
+        cfg = self.cfg
+        batch = augment(images.float() / 255, self.generator, cfg["colour_jitter"], cfg["max_shift"],
+                        cfg["max_scale"], cfg["max_rotation"])
+        return normalise(batch * 255, self.mean, self.std).to(self.device, memory_format=CHANNELS_LAST)
+
+
+def train_one_epoch(recipe, batches, progress):
+    """One pass over `batches` (uint8 images, labels); returns (mean loss, accuracy, seconds spent preparing data)."""
+    model, cfg = recipe.model, recipe.cfg
+    model.train()
+    seen = correct = 0
+    loss_sum = data_seconds = 0.0
+    fetched = time.perf_counter()
+    for images, target in batches:
+        batch, target = recipe.prepare(images), target.to(recipe.device)
+        if cfg["mixup"] > 0:
+            batch, partner, weight = mixup(batch, cfg["mixup"], recipe.generator, recipe.mixup_rng)
+        data_seconds += time.perf_counter() - fetched
+        with torch.autocast(recipe.device.type, dtype=recipe.dtype or torch.bfloat16, enabled=recipe.dtype is not None):
+            logits = model(batch)
+            loss = recipe.criterion(logits.float(), target)
+            if cfg["mixup"] > 0:
+                loss = weight * loss + (1 - weight) * recipe.criterion(logits.float(), target[partner])
+        recipe.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        recipe.optimizer.step()
+        recipe.scheduler.step()
+        if recipe.ema is not None:
+            recipe.ema.update_parameters(model)
+        seen += len(target)
+        correct += int((logits.argmax(dim=1) == target).sum())
+        loss_sum += float(loss.detach()) * len(target)
+        progress.update(len(target))
+        fetched = time.perf_counter()
+    return loss_sum / seen, correct / seen, data_seconds
+
+
+def evaluate(model, images, labels, recipe):
+    """(loss, accuracy) of `model` on uint8 images with their labels, without augmentation."""
+    probabilities = predict_probabilities(model, images, recipe.mean, recipe.std, device=recipe.device,
+                                          dtype=recipe.dtype)
+    loss = float(nn.functional.nll_loss(probabilities.clamp_min(1e-8).log(), labels))
+    return loss, float((probabilities.argmax(dim=1) == labels).float().mean())
+
+
+def train_model(model, train_set, val_set, cfg, live, device, mean, std):
+    """Train on a CropDataset, log each epoch to `live`, and return the chosen weights and summary metrics."""
     generator = torch.Generator().manual_seed(cfg["seed"])
-    use_mixup, mixup_rng = cfg["mixup"] > 0, np.random.default_rng(cfg["seed"])
     precision = resolve_precision(cfg["precision"], device, cfg["name"])
-    dtype = autocast_dtype(precision)
     model.to(device, memory_format=CHANNELS_LAST)
-    optimizer = make_optimizer(cfg, model.parameters())
-    steps_per_epoch = math.ceil(len(train_images) / cfg["batch_size"])
-    scheduler = warmup_cosine(optimizer, cfg["epochs"] * steps_per_epoch, cfg["warmup_epochs"] * steps_per_epoch)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
-    ema = None
-    if 0 < cfg["ema"] and cfg["epochs"] * steps_per_epoch < 3 / (1 - cfg["ema"]):
+    batches = training_batches(train_set, cfg["batch_size"], generator, cfg["seed"])
+    steps = cfg["epochs"] * len(batches)
+    if 0 < cfg["ema"] and steps < 3 / (1 - cfg["ema"]):
         warnings.warn(f"{cfg['name']}: ema {cfg['ema']} averages over about {1 / (1 - cfg['ema']):.0f} steps, but "
-                      f"this run has only {cfg['epochs'] * steps_per_epoch}, so the kept weights still hold barely "
+                      f"this run has only {steps}, so the kept weights still hold barely "
                       f"trained ones; set a lower ema (the synthetic demo uses 0.9) or 0 for small data")
-    if cfg["ema"] > 0:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
+    recipe = Recipe(model, cfg, len(batches), device, mean, std, autocast_dtype(precision), generator)
     best = {"accuracy": -1.0, "loss": math.inf, "epoch": 0}
     chosen = None
     data_seconds = train_seconds = 0.0
-    epochs = tqdm(range(1, cfg["epochs"] + 1), desc=f"train {cfg['name']}", unit="epoch", disable=None)
-    for epoch in epochs:
-        model.train()
+    progress = tqdm(total=cfg["epochs"] * len(train_set), desc=f"train {cfg['name']}", unit="img",
+                    unit_scale=True, disable=None)
+    for epoch in range(1, cfg["epochs"] + 1):
         started = time.perf_counter()
-        order = torch.randperm(len(train_images), generator=generator)
-        seen = correct = 0
-        loss_sum = 0.0
-        for start in range(0, len(order), cfg["batch_size"]):
-            fetched = time.perf_counter()
-            index = order[start:start + cfg["batch_size"]]
-            batch = augment(train_images[index].float() / 255, generator, cfg["colour_jitter"], cfg["max_shift"],
-                            cfg["max_scale"], cfg["max_rotation"])
-            batch = normalise(batch * 255, mean, std).to(device, memory_format=CHANNELS_LAST)
-            target = train_labels[index].to(device)
-            if use_mixup:
-                batch, partner, weight = mixup(batch, cfg["mixup"], generator, mixup_rng)
-            data_seconds += time.perf_counter() - fetched
-            with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                logits = model(batch)
-                loss = criterion(logits.float(), target)
-                if use_mixup:
-                    loss = weight * loss + (1 - weight) * criterion(logits.float(), target[partner])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            seen += len(index)
-            correct += int((logits.argmax(dim=1) == target).sum())
-            loss_sum += float(loss.detach()) * len(index)
+        train_loss, train_accuracy, waited = train_one_epoch(recipe, batches, progress)
         train_seconds += time.perf_counter() - started
-        evaluated = ema.module if ema is not None else model
-        probabilities = predict_probabilities(evaluated, val_images, mean, std, device=device, dtype=dtype)
-        val_loss = float(nn.functional.nll_loss(probabilities.clamp_min(1e-8).log(), val_labels))
-        val_accuracy = float((probabilities.argmax(dim=1) == val_labels).float().mean())
+        data_seconds += waited
+        evaluated = recipe.ema.module if recipe.ema is not None else model
+        val_loss, val_accuracy = evaluate(evaluated, val_set.images, val_set.labels, recipe)
         live.step = epoch  # the plots' x axis counts epochs from 1
-        live.log_metric("train/loss", loss_sum / seen)
-        live.log_metric("train/accuracy", correct / seen)
+        live.log_metric("train/loss", train_loss)
+        live.log_metric("train/accuracy", train_accuracy)
         live.log_metric("val/loss", val_loss)
         live.log_metric("val/accuracy", val_accuracy)
         live.make_summary()
-        epochs.set_postfix(loss=f"{loss_sum / seen:.3f}", val_acc=f"{val_accuracy:.3f}")
+        progress.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
         if (val_accuracy, -val_loss) >= (best["accuracy"], -best["loss"]):
             best = {"accuracy": val_accuracy, "loss": val_loss, "epoch": epoch}
         if cfg["select"] == "last" or best["epoch"] == epoch:
             chosen = {"epoch": epoch, "val_accuracy": val_accuracy, "state": copy.deepcopy(evaluated.state_dict())}
+    progress.close()
     summary = {
         "best_epoch": best["epoch"],
         "best_val_accuracy": best["accuracy"],
         "selected_epoch": chosen["epoch"],
         "selected_val_accuracy": chosen["val_accuracy"],
         "train_seconds": round(train_seconds, 2),
-        "images_per_second": round(cfg["epochs"] * len(train_images) / train_seconds, 1),
+        "images_per_second": round(cfg["epochs"] * len(train_set) / train_seconds, 1),
         "seconds_per_epoch": round(train_seconds / cfg["epochs"], 2),
         "data_wait_share": round(data_seconds / train_seconds, 4),
         "precision": precision,  # the one that ran, not a metric: train.py records it with the machine
