@@ -11,6 +11,7 @@ from sklearn.metrics import RocCurveDisplay
 from .atomic import save_figure
 from .metrics import micro_roc_curve, reliability_bins
 
+GALLERY_MOST = 64  # a figure of every error of a 2,000-image test split would be unreadable
 GALLERY_COLUMNS = 6
 
 
@@ -57,9 +58,14 @@ def plot_reliability(results, path, bins=10):
 
 
 def plot_errors(name, images, names, actual, probabilities, path, classes):
-    """Every misclassified test crop with its file name, true class and predicted class with its probability."""
+    """Every misclassified test crop (the GALLERY_MOST most confident where there are more) with its file name,
+    true class and predicted class with its probability."""
     predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != actual)
+    every_wrong = np.flatnonzero(predicted != actual)
+    wrong = every_wrong
+    if len(wrong) > GALLERY_MOST:
+        confidence = probabilities[wrong, predicted[wrong]]
+        wrong = wrong[np.argsort(-confidence, kind="stable")[:GALLERY_MOST]]
     columns = max(1, min(GALLERY_COLUMNS, len(wrong)))
     rows = max(1, math.ceil(len(wrong) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.45 * rows + 0.4), squeeze=False)
@@ -71,6 +77,7 @@ def plot_errors(name, images, names, actual, probabilities, path, classes):
                      f"{classes[predicted[i]][:4]} {probabilities[i, predicted[i]]:.2f}", fontsize=8)
     if not len(wrong):
         axes[0, 0].text(0.5, 0.5, "no misclassified\ntest images", ha="center", va="center")
-    figure.suptitle(f"{name}: {len(wrong)} of {len(actual)} test images misclassified", fontsize=10)
+    shown = f" (the {len(wrong)} most confident shown)" if len(wrong) < len(every_wrong) else ""
+    figure.suptitle(f"{name}: {len(every_wrong)} of {len(actual)} test images misclassified{shown}", fontsize=10)
     save_figure(figure, path)
     plt.close(figure)
