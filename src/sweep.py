@@ -52,11 +52,13 @@ def record_paths(record):
 
 def record_name(folds, seeds, train_seeds, extra_sets):
     """The default record name: `defaults` for params.yaml as it is, else the settings that differ from it
-    (the key without its section, and the value) and any seeds or fold count other than the defaults'."""
+    (a dataset recipe by its name, a key without its section and its value) and any seeds or fold count other than the defaults'."""
     parts = []
     for assignment in extra_sets:
         key, _, value = assignment.partition("=")
-        if key.strip() != "data.source":
+        if key.strip() == "dataset":  # a recipe of conf/dataset/: its name
+            parts.append(value.strip())
+        elif key.strip() != "data.source":
             parts.append("_".join(key.strip().split(".")[1:] or [key.strip()]) + "_" + value.strip())
     if folds != 5:
         parts.append(f"cv{folds}" if folds else "random_splits")

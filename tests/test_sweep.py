@@ -157,6 +157,7 @@ def test_each_configuration_has_its_own_record_named_for_what_it_is():
     assert sweep.record_name(5, [0, 1, 2], [0, 1], ["models.resnet.epochs=40"]) == \
         "resnet_epochs_40_seeds_0-1-2_train_seeds_0-1"
     assert sweep.record_name(2, [0], None, []) == "cv2"
+    assert sweep.record_name(5, [0], None, ["dataset=pbc", "data.source=/x/PBC.zip"]) == "pbc"
     assert sweep.record_paths("defaults")[1].as_posix() == "metrics/sweep_defaults.md"
 
 
