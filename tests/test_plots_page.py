@@ -133,3 +133,17 @@ def test_plots_show_and_diff_draw_every_data_plot_offline_in_a_browser(tmp_path)
     dom, requests = render(tmp_path / "cdn" / "index.html", tmp_path / "profile-cdn")
     assert any("cdn.jsdelivr.net" in request for request in requests)
     assert vega_plots(dom) == {}  # vegaEmbed never came: no plot was drawn
+
+
+def test_a_clone_with_nothing_pulled_draws_the_plots_whose_data_is_in_git(tmp_path):
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(ROOT), str(clone)], tmp_path)
+    for rel in ("dvc.yaml", "dvc.lock", ".dvc/config"):  # this working tree's, committed or not
+        shutil.copy2(ROOT / rel, clone / rel)
+    shown = run(["dvc", "plots", "show", "-o", str(tmp_path / "page")], clone)
+    assert (tmp_path / "page/index.html").is_file(), shown.stdout + shown.stderr
+    report = json.loads(run(["dvc", "plots", "show", "--json"], clone).stdout)
+    drawn = {name for name, plots in report["data"].items() if plots and plots[0].get("content")}
+    assert {f"metrics/evaluate/predictions/{name}.csv" for name in MODELS} <= drawn
+    missing = {error["name"] for error in report.get("errors", [])}
+    assert "plots/evaluate/roc.png" in missing  # named: it needs dvc pull or dvc repro
