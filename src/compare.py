@@ -17,6 +17,7 @@ import pandas as pd
 
 from bloodcells import machine
 from bloodcells.atomic import save_figure, write_json, write_text
+from bloodcells.cleaning import BCCD_CLASSES
 from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
 from bloodcells.stats import describe_pair, paired_comparisons
@@ -98,23 +99,25 @@ def best_model(rows):
     return max(rows, key=lambda n: (rows[n]["accuracy"], rows[n]["avg_sensitivity"], -rows[n]["parameters"]))
 
 
-def markdown_table(rows, costs, archs, best, pairs, made_on=()):
+def markdown_table(rows, costs, archs, best, pairs, made_on=(), with_reference=True):
+    """The comparison table; `with_reference` adds the reference project's scores (BCCD's four classes only)."""
     lines = [
         "| model | accuracy (95% CI) | avg sensitivity | avg specificity | kappa | macro AUC | ECE | parameters "
-        "| train s | ms/image | reference accuracy / sens. / spec. |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| train s | ms/image |" + (" reference accuracy / sens. / spec. |" if with_reference else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_reference else ""),
     ]
     for name, row in rows.items():
         ref = REFERENCE.get(name)
         reference = f"{ref['arch']}: {ref['accuracy']:.3f} / {ref['avg_sensitivity']:.2f} / " \
                     f"{ref['avg_specificity']:.2f}" if ref else ""
+        reference = f" {reference} |" if with_reference else ""
         low, high = row["accuracy_ci95"]
         marker = " **best**" if name == best else ""
         auc = "n/a" if row["macro_roc_auc"] is None else f"{row['macro_roc_auc']:.3f}"
         lines.append(f"| {name} ({archs[name]}){marker} | {row['accuracy']:.3f} ({low:.2f}-{high:.2f}) | "
                      f"{row['avg_sensitivity']:.3f} | {row['avg_specificity']:.3f} | {row['cohen_kappa']:.3f} | "
                      f"{auc} | {row['expected_calibration_error']:.3f} | {row['parameters'] / 1e6:.1f}M | "
-                     f"{costs[name]['train_seconds']:.0f} | {costs[name]['inference_ms_per_image']:.1f} | {reference} |")
+                     f"{costs[name]['train_seconds']:.0f} | {costs[name]['inference_ms_per_image']:.1f} |{reference}")
     lines += ["", "Paired on the same test images (McNemar's exact test, Holm-adjusted over the pairs):", ""]
     lines += [f"- {describe_pair(pair)}" for pair in pairs]
     if made_on:
@@ -153,7 +156,9 @@ def main():
         f"{p['a']}_vs_{p['b']}": {"difference": p["difference"], "difference_ci95": p["difference_ci95"],
                                   **{k: v for k, v in p["mcnemar"][0].items() if k != "replicate"}}
         for p in pairs}})
-    table = markdown_table(rows, costs, archs, best, pairs, machine_lines(names))
+    classes = set(read_json(f"metrics/evaluate/{names[0]}.json")["per_class"])
+    table = markdown_table(rows, costs, archs, best, pairs, machine_lines(names),
+                           with_reference=classes == set(BCCD_CLASSES))  # the reference scored BCCD's 4 classes
     write_text("metrics/compare.md", table)
     plot_models(rows)
     print(table)

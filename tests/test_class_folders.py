@@ -103,6 +103,7 @@ def test_a_five_class_dataset_through_the_pipeline(project, tmp_path):
         assert list(metrics["per_class"]) == CLASSES and np.array(metrics["confusion_matrix"]).shape == (5, 5)
         header = (project / f"metrics/evaluate/predictions/{name}.csv").read_text().splitlines()[0]
         assert header == "image,actual,predicted," + ",".join(f"p_{c}" for c in CLASSES)
+    assert "reference accuracy" not in (project / "metrics/compare.md").read_text()  # the reference scored BCCD
     one = next((tmp_path / "data" / "monocyte").glob("*.jpg"))
     predicted = run([sys.executable, "src/predict.py", str(one), "--model", "models/resnet.pt", "--out",
                      str(tmp_path / "one.csv")], project)
