@@ -28,6 +28,7 @@ CLEAN_DIR = Path("data/clean")
 METRICS_FILE = Path("metrics/data.json")
 LOCATOR_FILE = Path("metrics/locator.json")
 PLOT_FILE = Path("plots/clean/class_distribution.png")
+LABEL_ISSUES_DIR = Path("label_issues")
 
 
 def prepare_images(frame, params, out_dir, notes):
@@ -53,6 +54,15 @@ def prepare_images(frame, params, out_dir, notes):
         boxes.append((name, *box, how))
     boxes = pd.DataFrame(boxes, columns=["image", "xmin", "ymin", "xmax", "ymax", "box_source"])
     return frame.merge(boxes, on="image"), unreadable
+
+
+def read_suspects(record):
+    """The images of a label audit (label_issues/<record>.csv, written by src/audit.py)."""
+    path = LABEL_ISSUES_DIR / f"{record}.csv"
+    if not path.is_file():
+        raise UserError(f"clean.leave_out_of_training: {path} not found; run python src/audit.py --record {record} "
+                        "first, or set it to null")
+    return pd.read_csv(path)["image"]
 
 
 def measure_locator(raw_dir):
@@ -131,6 +141,9 @@ def main():
         (out / "images").mkdir()
         kept, dropped["corrupt_image"] = prepare_images(kept, p, out, notes)
         train, val, test = cleaning.split(kept, params["data"], p["test_size"], p["val_size"], learnt)
+        audited = len(train)
+        if p["leave_out_of_training"]:
+            train = cleaning.leave_out_of_training(train, read_suspects(p["leave_out_of_training"]))
         train_resampled = cleaning.resample_train(train, p["undersample"] or {}, p["oversample"], seed, learnt)
         classes.write(out, learnt)
         for name, part in (("train", train_resampled), ("val", val), ("test", test)):
@@ -150,6 +163,8 @@ def main():
             "layout": layout.NAME,
             "handled_input_problems": len(notes),
         }
+        if p["leave_out_of_training"]:
+            summary["left_out_of_training"] = {"audit": p["leave_out_of_training"], "images": audited - len(train)}
         write_json(METRICS_FILE, summary)
         located = measure_locator(RAW_DIR) if (RAW_DIR / "Annotations").is_dir() else locator.agreement([])
         write_json(LOCATOR_FILE, located)

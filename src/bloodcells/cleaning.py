@@ -159,6 +159,12 @@ def split(frame, data_params, test_size, val_size, classes):
     return split_fold(frame, folds, data_params["fold"], val_size, seed, classes)
 
 
+def leave_out_of_training(train, suspects):
+    """The training rows less the images named in `suspects` (a label audit's list); the validation and test
+    splits are never touched, so scores stay comparable with and without it."""
+    return train[~train["image"].isin(set(suspects))]
+
+
 def resample_train(train, undersample, oversample, seed, classes):
     """Drop a share of the rows of the classes in `undersample` ({class: share}), then oversample: per-class
     factors, 'balance' or 'none'."""

@@ -113,7 +113,7 @@ class Clean(Section):
     edge_cells: Literal["pad", "shift"]
     fallback_box_size: PositiveInt
     image_size: Annotated[int, Field(strict=True, ge=32, le=1024)]
-
+    leave_out_of_training: Optional[Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9._-]+$")]]
 
     @model_validator(mode="after")
     def class_names_of_the_data(self, info: ValidationInfo):
