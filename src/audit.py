@@ -1,6 +1,7 @@
 """Label audit: the images whose label is probably wrong, from a sweep record's out-of-fold predictions (cleanlab).
 
 Usage: python src/audit.py [--record defaults] [--top 24]
+       python src/audit.py --test-split     # the workspace's test split only (evaluate's predictions; record test_split)
 
 Reads metrics/sweep_<record>_predictions.csv (every image's test predictions by every model of
 `python src/sweep.py`), retrains nothing, and writes label_issues/<record>.csv (suspects ranked, most
@@ -10,7 +11,6 @@ of the images every model missed are suspects) and plots/audit/label_issues_<rec
 suspects, from data/clean/images/, with given and suggested label).
 """
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -30,14 +30,26 @@ CROPS = Path("data/clean/images")
 
 
 def read_record(record):
-    summary_path, _, predictions_path = sweep.record_paths(record)
+    _, _, predictions_path = sweep.record_paths(record)
     if not predictions_path.is_file():
         raise UserError(f"{predictions_path} not found: run the sweep first (python src/sweep.py --folds 5"
                         f"{'' if record == 'defaults' else ' --record ' + record}), which keeps every prediction")
     predictions = pd.read_csv(predictions_path)
     classes = [column.removeprefix("p_") for column in predictions.columns if column.startswith("p_")]
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return predictions, classes, summary
+    return predictions, classes
+
+
+def read_test_split():
+    """evaluate's predictions of every model on the workspace's test split, as a record's predictions."""
+    frames = []
+    for path in sorted(Path("metrics/evaluate/predictions").glob("*.csv")):
+        if not path.stem.endswith("_roc"):
+            frames.append(pd.read_csv(path).assign(model=path.stem))
+    if not frames:
+        raise UserError("metrics/evaluate/predictions/ has no predictions: run the pipeline first (dvc repro)")
+    predictions = pd.concat(frames, ignore_index=True)
+    classes = [column.removeprefix("p_") for column in predictions.columns if column.startswith("p_")]
+    return predictions, classes
 
 
 def plot_suspects(table, path, top):
@@ -63,13 +75,18 @@ def plot_suspects(table, path, top):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", default="defaults", help="the sweep record to audit (metrics/sweep_<record>.*)")
+    parser.add_argument("--test-split", action="store_true",
+                        help="audit the workspace's test split (metrics/evaluate/predictions/) as record test_split")
     parser.add_argument("--top", type=int, default=24, help="suspects in the picture")
     args = parser.parse_args()
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
-    predictions, classes, summary = read_record(args.record)
-    table, noise, images = audit(predictions, classes)
-    missed = {entry["image"] for entry in summary.get("missed_by_every_model", [])}
+    if args.test_split:
+        args.record = "test_split"
+        predictions, classes = read_test_split()
+    else:
+        predictions, classes = read_record(args.record)
+    table, noise, images, missed = audit(predictions, classes)
     suspected = set(table["image"])
     with atomic_file(Path(f"label_issues/{args.record}.csv")) as tmp:
         table.to_csv(tmp, index=False)

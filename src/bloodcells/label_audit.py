@@ -40,7 +40,8 @@ def suspects(labels, probabilities, classes):
         raise UserError(f"class(es) with fewer than {MIN_PER_CLASS} out-of-fold predictions: {', '.join(few)}; "
                         "confident learning cannot estimate their label noise: leave them out of the data "
                         "(clean.min_images) or audit a larger dataset")
-    ranked = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab's worker processes would inherit the stages' SIGTERM handler, and the work is small
+    ranked = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1)
     return ranked, get_label_quality_scores(labels, probabilities)
 
 
@@ -52,7 +53,8 @@ def noise_per_class(labels, probabilities, classes):
 
 
 def audit(predictions, classes):
-    """(ranked suspects table, per-class noise estimate, images audited) from the sweep's predictions."""
+    """(ranked suspects table, per-class noise estimate, images audited, images every model missed) from the
+    sweep's predictions."""
     images, answers = pooled(predictions, classes)
     position = {name: i for i, name in enumerate(classes)}
     labels = images["given"].map(position).to_numpy()
@@ -70,4 +72,5 @@ def audit(predictions, classes):
                      "models_agreeing": ",".join(m for m in models.index if models[m] == suggested)})
     table = pd.DataFrame(rows, columns=["rank", "image", "given", "suggested", "label_quality", "p_given",
                                         "p_suggested", "models_agreeing"])
-    return table, noise_per_class(labels, probabilities, classes), len(images)
+    missed = {name for name in images.index if (answers.loc[name] != images.at[name, "given"]).all()}
+    return table, noise_per_class(labels, probabilities, classes), len(images), missed
