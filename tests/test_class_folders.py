@@ -86,16 +86,28 @@ def test_the_index_leaves_out_non_images_and_duplicates_and_says_why(tmp_path):
         assert words in said, words
 
 
-def test_a_five_class_dataset_through_the_pipeline(project, tmp_path):
-    archive = zipped(single_cell_dataset(tmp_path / "data"), tmp_path / "cells.zip")
-    set_params(project, {"data": {"source": str(archive), "folds": 2},
-                         "clean": {"crop": "centre", "undersample": None, "image_size": 64, "min_images": 5}})
-    result = run(["dvc", "repro"], project)
+def readme_command(start):
+    """The README's command line that begins with `start`."""
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(start)]
+    assert len(lines) == 1, f"one README line should start with {start!r}"
+    return lines[0]
+
+
+def test_a_five_class_dataset_through_the_readmes_pbc_command_as_written(project, tmp_path):
+    archive = zipped(single_cell_dataset(tmp_path / "data", per_class=12), tmp_path / "PBC_dataset_normal_DIB.zip")
+    command = readme_command("dvc exp run -n pbc -S dataset=pbc")
+    assert "data.source=/path/to/PBC_dataset_normal_DIB.zip" in command  # the one thing the user fills in
+    result = run(shlex.split(command.replace("/path/to/PBC_dataset_normal_DIB.zip", str(archive))), project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["data"]["source"] == str(archive) and params["clean"]["crop"] == "centre"
+    assert params["clean"]["undersample"] is None
+    assert json.loads((project / "data/clean/crop.json").read_text())["crop"] == "centre"
+    assert "pbc" in run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
     assert "(layout: class-folders)" in result.stdout
     assert json.loads((project / "data/clean/classes.json").read_text())["classes"] == CLASSES
     summary = json.loads((project / "metrics/data.json").read_text())
     assert summary["layout"] == "class-folders" and summary["dropped"]["not_an_image"] == 1
-    assert summary["dropped"]["duplicate_across_classes"] == 2 and summary["clean"]["total"] == 10 * 5 + 2 - 2 - 1
+    assert summary["dropped"]["duplicate_across_classes"] == 2 and summary["clean"]["total"] == 12 * 5 + 2 - 2 - 1
     for name in ("resnet", "efficientnet", "alexnet"):
         checkpoint = torch.load(project / f"models/{name}.pt", weights_only=False)
         assert checkpoint["classes"] == CLASSES
@@ -139,28 +151,6 @@ def test_the_real_pbc_copy_is_recognised_and_its_quirks_found(tmp_path):
     assert counts["duplicate_across_classes"] == 2  # EO_225902 = BNE_191112
     assert counts["duplicate_in_class"] == 10
     assert not {"EO_225902", "BNE_191112"} & set(index["image"])
-
-
-def readme_command(start):
-    """The README's command line that begins with `start`."""
-    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(start)]
-    assert len(lines) == 1, f"one README line should start with {start!r}"
-    return lines[0]
-
-
-def test_the_readmes_pbc_command_runs_the_pbc_recipe_as_written(project, tmp_path):
-    archive = zipped(single_cell_dataset(tmp_path / "data", per_class=12), tmp_path / "PBC_dataset_normal_DIB.zip")
-    command = readme_command("dvc exp run -n pbc -S dataset=pbc")
-    assert "data.source=/path/to/PBC_dataset_normal_DIB.zip" in command  # the one thing the user fills in
-    run(shlex.split(command.replace("/path/to/PBC_dataset_normal_DIB.zip", str(archive))), project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    assert params["data"]["source"] == str(archive) and params["clean"]["crop"] == "centre"
-    assert params["clean"]["undersample"] is None
-    assert json.loads((project / "data/clean/crop.json").read_text())["crop"] == "centre"
-    assert json.loads((project / "metrics/data.json").read_text())["layout"] == "class-folders"
-    assert torch.load(project / "models/resnet.pt", weights_only=False)["classes"] == CLASSES
-    names = run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
-    assert "pbc" in names
 
 
 def test_the_pbc_recipe_without_a_path_is_one_line_naming_the_key(project):
