@@ -141,7 +141,7 @@ def main():
         (out / "images").mkdir()
         kept, dropped["corrupt_image"] = prepare_images(kept, p, out, notes)
         train, val, test = cleaning.split(kept, params["data"], p["test_size"], p["val_size"], learnt)
-        audited = len(train)
+        before_audit = len(train)
         if p["leave_out_of_training"]:
             train = cleaning.leave_out_of_training(train, read_suspects(p["leave_out_of_training"]))
         train_resampled = cleaning.resample_train(train, p["undersample"] or {}, p["oversample"], seed, learnt)
@@ -164,7 +164,7 @@ def main():
             "handled_input_problems": len(notes),
         }
         if p["leave_out_of_training"]:
-            summary["left_out_of_training"] = {"audit": p["leave_out_of_training"], "images": audited - len(train)}
+            summary["left_out_of_training"] = {"audit": p["leave_out_of_training"], "images": before_audit - len(train)}
         write_json(METRICS_FILE, summary)
         located = measure_locator(RAW_DIR) if (RAW_DIR / "Annotations").is_dir() else locator.agreement([])
         write_json(LOCATOR_FILE, located)
