@@ -57,8 +57,8 @@ def plot_reliability(results, path, bins=10):
     plt.close(figure)
 
 
-def plot_errors(name, images, names, actual, probabilities, path, classes):
-    """Every misclassified test crop (the GALLERY_MOST most confident where there are more) with its file name,
+def plot_errors(name, images, names, actual, probabilities, path, classes, what="test images"):
+    """Every misclassified crop (the GALLERY_MOST most confident where there are more) with its file name,
     true class and predicted class with its probability."""
     predicted = probabilities.argmax(axis=1)
     every_wrong = np.flatnonzero(predicted != actual)
@@ -76,8 +76,31 @@ def plot_errors(name, images, names, actual, probabilities, path, classes):
         ax.set_title(f"{names[i].removeprefix('BloodImage_')}\ntrue {classes[actual[i]][:4]}, called "
                      f"{classes[predicted[i]][:4]} {probabilities[i, predicted[i]]:.2f}", fontsize=8)
     if not len(wrong):
-        axes[0, 0].text(0.5, 0.5, "no misclassified\ntest images", ha="center", va="center")
+        axes[0, 0].text(0.5, 0.5, f"no misclassified\n{what}", ha="center", va="center")
     shown = f" (the {len(wrong)} most confident shown)" if len(wrong) < len(every_wrong) else ""
-    figure.suptitle(f"{name}: {len(every_wrong)} of {len(actual)} test images misclassified{shown}", fontsize=10)
+    figure.suptitle(f"{name}: {len(every_wrong)} of {len(actual)} {what} misclassified{shown}", fontsize=10)
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def plot_class_confusion(labels, predicted, row_classes, column_classes, title, path):
+    """Counts of images per (true class, predicted class) where the rows (the data's classes) need not be the
+    columns (the model's): an external set's classes the model does not know get rows of their own."""
+    counts = np.zeros((len(row_classes), len(column_classes)), dtype=int)
+    rows, columns = {c: i for i, c in enumerate(row_classes)}, {c: i for i, c in enumerate(column_classes)}
+    for label, guess in zip(labels, predicted):
+        counts[rows[label], columns[guess]] += 1
+    figure, axes = plt.subplots(figsize=(max(5.5, 0.8 * len(column_classes) + 2.5),
+                                         max(4.5, 0.6 * len(row_classes) + 2)))
+    axes.imshow(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        share = count / max(counts[i].sum(), 1)
+        axes.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if share > 0.6 else "black")
+    axes.set_xticks(range(len(column_classes)), column_classes, rotation=30, ha="right", fontsize=8)
+    axes.set_yticks(range(len(row_classes)),
+                    [c if c in columns else f"{c} (not a class of the model)" for c in row_classes], fontsize=8)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("the set's label")
+    axes.set_title(title, fontsize=10)
     save_figure(figure, path)
     plt.close(figure)

@@ -5,6 +5,7 @@ one line: an unknown key (a typo such as `epoch:`), a wrong type ("ten", 3.5 for
 number), a value out of range or not one of the choices, a missing key or section.
 """
 import difflib
+import typing
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
@@ -179,8 +180,31 @@ class Evaluate(Section):
     batch_size: PositiveInt
 
 
+LOCAL_COPY_HINT = "a local folder or zip (a download such as bccd is data.source's: fetch it, then name the copy)"
+
+
+def a_local_copy(value):
+    if value in ("bccd", "kaggle", "synthetic"):
+        raise ValueError(f"must be {LOCAL_COPY_HINT}")
+    return value
+
+
+class ExternalSet(Section):
+    """One external test set; a key left out is null: the set's layout decides the cut, names match in any case."""
+    source: Annotated[Text, AfterValidator(a_local_copy)]
+    rename: Optional[dict[Text, Text]] = None     # {the set's class: the model's}
+    crop: Optional[Literal["wbc", "centre", "none"]] = None
+    locator: Optional[Literal["voc", "stain"]] = None
+    margin: Optional[at_least(0)] = None
+    crop_side: Optional[Annotated[int, Field(strict=True, ge=16)]] = None
+
+
+class External(Section):
+    sets: dict[Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_-]+$")], ExternalSet]
+
+
 SECTIONS = {"data": Data, "fetch": Fetch, "clean": Clean, "explore": Explore, "train": Train,
-            "evaluate": Evaluate, **{f"models.{name}": model for name, model in MODELS.items()}}
+            "evaluate": Evaluate, "external": External, **{f"models.{name}": model for name, model in MODELS.items()}}
 
 
 def validate(params, sections, source="params.yaml", data_classes=None):
@@ -236,11 +260,13 @@ def unset_keys(section, prefix=""):
 
 def describe(section, detail):
     """One pydantic error as `section.key: what is wrong, got <value>`."""
-    keys = [str(part) for part in detail["loc"] if not _is_union_branch(part)]
+    keys = [str(part) for part in detail["loc"] if not _is_union_branch(part) and part != "[key]"]
     where = ".".join([section] + keys)
     kind = detail["type"]
+    if "[key]" in detail["loc"]:  # a name (a dict key), such as the name of an external set
+        return f"{where}: not a usable name (letters, digits, _ and - only: it names a stage and its folders)"
     if kind == "extra_forbidden":
-        known = list(SECTIONS[section].model_fields)
+        known = list(model_at(SECTIONS[section], keys[:-1]).model_fields)
         close = difflib.get_close_matches(keys[-1], known, n=1)
         hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
         return f"{where}: unknown key ({hint})"
@@ -250,6 +276,28 @@ def describe(section, detail):
     if not keys:  # a check across keys of the section names its key itself
         return f"{section}.{message}"
     return f"{where}: {message[0].lower() + message[1:]}, got {detail['input']!r}"
+
+
+def model_at(model, keys):
+    """The section model that holds the key at path `keys` below `model` (through nested sections and the values
+    of a dict of sections, such as external.sets.<name>)."""
+    annotation = model
+    for key in keys:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and key in annotation.model_fields:
+            annotation = annotation.model_fields[key].annotation
+        annotation = nested_model(annotation) or annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else model
+
+
+def nested_model(annotation):
+    """The section model inside an annotation such as Optional[...] or dict[str, ...], if there is one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = nested_model(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def _is_union_branch(part):

@@ -169,27 +169,27 @@ def download_bccd(dest, urls, manifest, timeout, retries):
         download(urls["labels"], Path(dest) / "labels.csv", timeout, retries)
 
 
-def import_local(source, dest):
+def import_local(source, dest, key="data.source"):
     """Copy a local dataset, a folder or a zip in any layout of bloodcells.layouts, into `dest`; returns the
-    layout's name."""
+    layout's name. `key`, the parameter that named the copy, begins each error line."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise UserError(f"data.source: {source} does not exist; give a folder or zip in {layouts.EXPECTED}, "
+        raise UserError(f"{key}: {source} does not exist; give a folder or zip in {layouts.EXPECTED}, "
                         f"or one of {', '.join(KNOWN_SOURCES)}")
     try:
-        layout = copy_layout(path, dest)
+        layout = copy_layout(path, dest, key)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise UserError(f"data.source: {path} is a damaged zip archive ({error}); download it again") from None
+        raise UserError(f"{key}: {path} is a damaged zip archive ({error}); download it again") from None
     except OSError as error:
         where = error.filename or path
-        raise UserError(f"data.source: cannot read {where} ({error.strerror or error}); check that it exists "
+        raise UserError(f"{key}: cannot read {where} ({error.strerror or error}); check that it exists "
                         "and that you may read it") from None
     if layout is dataset_master:
         (dest / "Annotations").mkdir(exist_ok=True)
     return layout.NAME
 
 
-def copy_layout(path, dest):
+def copy_layout(path, dest, key="data.source"):
     """Recognise the layout of a folder or zip and copy its files below the layout's root into `dest`."""
     if path.is_dir():
         names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() or p.is_symlink()]
@@ -197,9 +197,9 @@ def copy_layout(path, dest):
         with zipfile.ZipFile(path) as zipped:
             names = [n for n in zipped.namelist() if not n.endswith("/")]
     elif path.suffix.lower() == ".zip":
-        raise UserError(f"data.source: {path} is not a readable zip archive (damaged or cut short); download it again")
+        raise UserError(f"{key}: {path} is not a readable zip archive (damaged or cut short); download it again")
     else:
-        raise UserError(f"data.source: {path} is neither a folder nor a zip archive")
+        raise UserError(f"{key}: {path} is neither a folder nor a zip archive")
     layout, root = layouts.recognise(names)
     if layout is None:
         raise UserError(f"{path}: no labels.csv and no class folders found; expected {layouts.EXPECTED}")

@@ -1,0 +1,131 @@
+"""External test sets: another dataset's classes matched to the model's (by name, in any case, or renamed), the
+classes the model lacks and the set lacks reported, the set cut as its own layout is cut, and the stage
+external@<name> through the real DVC pipeline."""
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bloodcells import external, schema, synthetic
+from bloodcells.errors import UserError
+from conftest import run
+
+MODEL_CLASSES = ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"]
+MODEL_CROP = {"locator": "voc", "crop": "wbc", "margin": 0.15, "crop_side": None, "edge_cells": "pad",
+              "fallback_box_size": 200, "image_size": 64}
+
+
+def class_folder_set(root, per_class=6, seed=1):
+    """Single-cell images in folders named as another lab might: a class the models lack (basophil), one under
+    another name (lympho), none of MONOCYTE."""
+    rng = np.random.default_rng(seed)
+    drawn_as = {"basophil": "EOSINOPHIL", "eosinophil": "EOSINOPHIL", "lympho": "LYMPHOCYTE",
+                "neutrophil": "NEUTROPHIL"}
+    for folder, label in drawn_as.items():
+        (root / folder).mkdir(parents=True)
+        for n in range(per_class):
+            image, (x0, y0, x1, y1) = synthetic.make_image(rng, label, 160, 120)
+            image.crop((max(0, x0 - 10), max(0, y0 - 10), x1 + 10, y1 + 10)).save(root / folder / f"{folder}_{n}.jpg")
+    return root
+
+
+def test_classes_match_by_name_in_any_case_or_by_rename_and_the_rest_keep_their_own_name():
+    mapping = external.class_mapping(["basophil", "eosinophil", "lympho", "neutrophil"], MODEL_CLASSES,
+                                     {"lympho": "LYMPHOCYTE"}, "external.sets.lab")
+    assert mapping == {"basophil": "basophil", "eosinophil": "EOSINOPHIL", "lympho": "LYMPHOCYTE",
+                       "neutrophil": "NEUTROPHIL"}
+
+
+def test_a_rename_of_a_class_the_set_does_not_have_is_one_line():
+    with pytest.raises(UserError, match=r"external.sets.lab.rename: 'lymfo' is not a class of this set "
+                                        r"\(did you mean lympho\?\)"):
+        external.class_mapping(["lympho", "neutrophil"], MODEL_CLASSES, {"lymfo": "LYMPHOCYTE"}, "external.sets.lab")
+
+
+def test_the_score_counts_known_classes_and_reports_the_unknown_and_the_missing():
+    labels = ["NEUTROPHIL", "NEUTROPHIL", "EOSINOPHIL", "basophil", "basophil", "basophil"]
+    called = [0, 1, 1, 1, 1, 0]  # two of three known right; basophils called EOSINOPHIL twice, NEUTROPHIL once
+    probabilities = np.full((len(labels), 4), 0.1)
+    probabilities[np.arange(len(labels)), called] = 0.7
+    metrics = external.score(labels, probabilities, MODEL_CLASSES)
+    assert (metrics["n_total"], metrics["n_correct"], metrics["images"], metrics["scored"]) == (3, 2, 6, 3)
+    assert metrics["unknown_classes"] == {"basophil": {"images": 3, "predicted_as": {
+        "NEUTROPHIL": 1, "EOSINOPHIL": 2, "LYMPHOCYTE": 0, "MONOCYTE": 0}}}
+    assert metrics["missing_classes"] == ["LYMPHOCYTE", "MONOCYTE"]
+    assert metrics["per_class"]["MONOCYTE"]["support"] == 0 and metrics["roc_auc"]["MONOCYTE"] is None
+
+
+def test_a_set_with_no_class_the_model_knows_is_one_line():
+    with pytest.raises(UserError, match="no image of this set is of a class the model knows"):
+        external.score(["platelet", "ig"], np.full((2, 4), 0.25), MODEL_CLASSES)
+
+
+def test_a_set_is_cut_as_its_layout_is_cut_unless_it_says_otherwise():
+    assert external.crop_settings(MODEL_CROP, "class-folders", {})["crop"] == "centre"
+    photographs = external.crop_settings({**MODEL_CROP, "crop": "centre", "locator": "stain"}, "dataset-master", {})
+    assert (photographs["crop"], photographs["locator"], photographs["image_size"]) == ("wbc", "voc", 64)
+    assert external.crop_settings(MODEL_CROP, "dataset-master", {"locator": "stain", "crop_side": 150,
+                                                                 "margin": None}) == \
+        {**MODEL_CROP, "locator": "stain", "crop_side": 150}
+
+
+def test_a_dataset_master_set_is_read_with_its_boxes_and_its_extra_rows_dropped(tmp_path):
+    synthetic.generate(tmp_path / "bccd", per_class=3, size=(160, 120), seed=3)
+    found = external.read_set("other", {"source": str(tmp_path / "bccd")},
+                              [MODEL_CROP, {**MODEL_CROP, "image_size": 48}], MODEL_CLASSES)
+    assert found.layout == "dataset-master" and len(found.names) == 12
+    assert sorted(set(found.labels)) == sorted(MODEL_CLASSES)
+    assert found.dropped["empty"] == 1 and found.dropped["multiple"] == 1  # the synthetic labels.csv's odd rows
+    assert sorted(crops.shape[-1] for crops in found.crops.values()) == [48, 64]  # one cut per model crop size
+    assert external.images_for(found, MODEL_CROP, {}).shape == (12, 3, 64, 64)
+
+
+def test_external_settings_are_checked_by_the_schema():
+    with pytest.raises(UserError) as error:
+        schema.validate({"external": {"sets": {"kaggle": {"source": "bccd", "crop": "box", "lables": {}}}}},
+                        ("external",))
+    said = str(error.value)
+    assert "external.sets.kaggle.source: must be a local folder or zip" in said
+    assert "external.sets.kaggle.crop: must be 'wbc', 'centre' or 'none', got 'box'" in said
+    assert "external.sets.kaggle.lables: unknown key" in said
+    schema.validate({"external": {"sets": {}}}, ("external",))  # the default: no set, nothing to run
+
+
+def test_an_external_set_through_the_pipeline_reports_what_it_cannot_score(project, tmp_path):
+    run(["dvc", "repro"], project)
+    data = class_folder_set(tmp_path / "lab")
+    result = run(["dvc", "exp", "run", "-S", f"+external.sets.lab.source={data}",
+                  "-S", "+external.sets.lab.rename={lympho: LYMPHOCYTE}"], project)
+    assert "Running stage 'external@lab'" in result.stdout
+    assert "Running stage 'train@" not in result.stdout  # the trained models are scored, not retrained
+    described = json.loads((project / "metrics/external/lab/data.json").read_text())
+    assert described["layout"] == "class-folders" and described["images"] == 24
+    assert described["classes"]["lympho"] == {"images": 6, "scored_as": "LYMPHOCYTE", "known_to_the_model": True}
+    assert described["classes"]["basophil"]["known_to_the_model"] is False
+    assert described["missing_classes"] == ["MONOCYTE"] and described["crop"][0]["crop"] == "centre"
+    for model in ("resnet", "efficientnet", "alexnet"):
+        metrics = json.loads((project / f"metrics/external/lab/{model}.json").read_text())
+        assert metrics["n_total"] == 18 and metrics["unknown_classes"]["basophil"]["images"] == 6
+        assert sum(metrics["unknown_classes"]["basophil"]["predicted_as"].values()) == 6
+        assert f"{model} on lab: accuracy" in result.stdout
+        predictions = pd.read_csv(project / f"metrics/external/lab/predictions/{model}.csv")
+        assert len(predictions) == 24 and set(predictions["given"]) == {"basophil", "eosinophil", "lympho", "neutrophil"}
+        for picture in ("confusion", "errors"):
+            assert (project / f"plots/external/lab/{model}_{picture}.png").stat().st_size > 0
+    assert "basophil (6, not a class of the model): called" in result.stdout
+    assert "no images of MONOCYTE" in result.stdout
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+    next(data.glob("neutrophil/*.jpg")).unlink()  # the copy changed: only its scores are stale
+    stale = run(["dvc", "status"], project).stdout
+    assert "external@lab" in stale and "train@" not in stale and "evaluate" not in stale
+    shown = run(["dvc", "plots", "show", "--json"], project).stdout
+    assert "metrics/external/lab/predictions/resnet.csv" in shown and "plots/external/lab/resnet_errors.png" in shown
+
+
+def test_a_set_the_params_do_not_name_is_one_line(project):
+    result = run([sys.executable, "src/external.py", "nowhere"], project, check=False)
+    assert result.returncode != 0
+    assert "external.sets has no set 'nowhere' (it has: none)" in result.stderr
+    assert "Traceback" not in result.stderr
