@@ -65,8 +65,21 @@ class RefusingProxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-# Chromium's own update and sign-in services, which it calls whatever the page does (flags cannot stop them all)
-BROWSER_SERVICES = ("update.googleapis.com", "accounts.google.com", "clients2.google.com")
+# Chromium's own service calls (update, sign-in, connectivity probes), which it makes whatever the page does and
+# which flags cannot stop them all; a new Chromium build adds new ones (156.0.8078.114 probes www.google.com), so
+# they are told apart by domain. Any other host, Google's font and library CDNs included, counts as the page's.
+BROWSER_SERVICE_DOMAINS = ("google.com", "update.googleapis.com", "gvt1.com", "googleusercontent.com")
+
+
+def requested_host(request):
+    """The host of a proxied request line: `CONNECT host:443` or `GET http://host/path`."""
+    target = request.split(" ", 1)[1]
+    return re.sub(r"^[a-z]+://", "", target).split("/", 1)[0].rsplit(":", 1)[0].lower()
+
+
+def browser_service(request):
+    host = requested_host(request)
+    return any(host == domain or host.endswith("." + domain) for domain in BROWSER_SERVICE_DOMAINS)
 
 
 def render(page, profile):
@@ -88,7 +101,15 @@ def render(page, profile):
             capture_output=True, text=True, timeout=120)
     finally:
         server.shutdown()
-    return result.stdout, [r for r in RefusingProxy.seen if not any(host in r for host in BROWSER_SERVICES)]
+    return result.stdout, [r for r in RefusingProxy.seen if not browser_service(r)]
+
+
+def test_only_the_browser_s_own_service_calls_are_left_out_of_the_page_s_requests():
+    assert browser_service("CONNECT www.google.com:443") and browser_service("CONNECT accounts.google.com:443")
+    assert browser_service("POST http://update.googleapis.com/service/update2/json?x=1")
+    assert not browser_service("CONNECT cdn.jsdelivr.net:443")
+    assert not browser_service("CONNECT fonts.googleapis.com:443")  # a page's font: counted
+    assert not browser_service("GET http://evilgoogle.com/x")
 
 
 def vega_plots(dom):
