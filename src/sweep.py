@@ -50,6 +50,12 @@ def record_paths(record):
     return stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_name(f"{stem.name}_predictions.csv")
 
 
+def is_path_key(key):
+    """data.source, pretrain.source, external.sets.<name>.source: a path, which belongs to one machine, so it never
+    names a record and a record names the copy by what it holds."""
+    return key.strip() == "source" or key.strip().endswith(".source")
+
+
 def record_name(folds, seeds, train_seeds, extra_sets):
     """The default record name: `defaults` for params.yaml as it is, else the settings that differ from it
     (a dataset recipe by its name, a key without its section and its value) and any seeds or fold count other than the defaults'."""
@@ -58,7 +64,7 @@ def record_name(folds, seeds, train_seeds, extra_sets):
         key, _, value = assignment.partition("=")
         if key.strip() == "dataset":  # a recipe of conf/dataset/: its name
             parts.append(value.strip())
-        elif key.strip() != "data.source":
+        elif not is_path_key(key):
             parts.append("_".join(key.strip().split(".")[1:] or [key.strip()]) + "_" + value.strip())
     if folds != 5:
         parts.append(f"cv{folds}" if folds else "random_splits")
@@ -253,7 +259,12 @@ def describe(folds, seeds, train_seeds, extra_sets, data_source):
     if train_seeds:
         how += f", training seeds {', '.join(map(str, train_seeds))}"
     how += f"; data: {data_source}"
-    settings = [s for s in extra_sets if not s.startswith("data.source")]
+    settings = []
+    for assignment in extra_sets:
+        key, _, value = assignment.partition("=")
+        if key.strip() != "data.source":
+            settings.append(f"{key}=<{sources.describe_source(value.strip(), None)}>" if is_path_key(key)
+                            else assignment)
     return how + (f"; with {' '.join(settings)}" if settings else "") + "."
 
 
@@ -313,11 +324,13 @@ def run_settings(args, params):
     copy of the repository) and, with several workers, a share of the cores each."""
     sets = list(args.set_param)
     given = {assignment.split("=")[0].strip(): assignment.split("=", 1)[1].strip() for assignment in sets}
-    source = str(given.get("data.source", params["data"]["source"]))
-    if source not in ("bccd", "kaggle", "synthetic") and not Path(source).is_absolute():
-        absolute = Path(source).expanduser().resolve()
-        sets = [s for s in sets if not s.startswith("data.source")] + [f"data.source={absolute}"]
-        print(f"data.source {source} is relative; queued runs get {absolute}")
+    paths = {key: value for key, value in given.items() if is_path_key(key)}
+    paths.setdefault("data.source", str(params["data"]["source"]))
+    for key, source in paths.items():
+        if source not in ("bccd", "kaggle", "synthetic") and not Path(source).is_absolute():
+            absolute = Path(source).expanduser().resolve()
+            sets = [s for s in sets if s.split("=")[0].strip() != key] + [f"{key}={absolute}"]
+            print(f"{key} {source} is relative; queued runs get {absolute}")
     if args.jobs > 1 and "train.threads" not in given:
         threads = max(1, (os.cpu_count() or 1) // args.jobs)
         sets.append(f"train.threads={threads}")

@@ -10,9 +10,10 @@ import torch
 from dvclive import Live
 
 from bloodcells import classes as class_list, data, machine
-from bloodcells.atomic import atomic_file, discard_on_failure, write_json
+from bloodcells.atomic import discard_on_failure, write_json
 from bloodcells.errors import UserError, stage_main
-from bloodcells.models import ARCHS, alexnet_options, build_model
+from bloodcells.inference import save_checkpoint
+from bloodcells.models import ARCHS, alexnet_options, build_model, learns_its_own_normalisation
 from bloodcells.params import Params, load_params
 from bloodcells.training import resolve_device, seed_everything, train_model
 
@@ -31,25 +32,6 @@ def model_config(params, name):
     return cfg
 
 
-def save_checkpoint(path, model, cfg, classes, mean, std, crop, made_on):
-    """Weights and what inference needs (with how the clean stage cut the crops, for predict), nothing that varies from run to run (the wall-clock summary lives in
-    metrics/train/<model>/metrics.json), so the same inputs give a byte-identical file and DVC hash."""
-    checkpoint = {
-        "state_dict": model.state_dict(),
-        "model": cfg["name"],
-        "arch": cfg["arch"],
-        "classes": list(classes),
-        "image_size": cfg["image_size"],
-        **alexnet_options(cfg),
-        "mean": mean,
-        "std": std,
-        "crop": crop,
-        "machine": made_on,  # the same on the same machine: the file stays byte-identical run to run
-    }
-    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(checkpoint, handle)  # a file object: a path would put the random temporary name in the zip
-
-
 @stage_main
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,14 +43,14 @@ def main():
     classes = class_list.read()
     seed_everything(cfg["seed"])
     model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
-                        num_classes=len(classes), **alexnet_options(cfg))
+                        num_classes=len(classes), classes=classes, **alexnet_options(cfg))
     crop = data.read_crop_settings()
     if cfg["image_size"] > crop["image_size"]:
         raise UserError(f"models.{name}.image_size {cfg['image_size']} is larger than the prepared crops "
                         f"({crop['image_size']} px); raise clean.image_size or lower the model's image_size")
     train_set = data.CropDataset("train", cfg["image_size"])
     val_set = data.CropDataset("val", cfg["image_size"], require_all_classes=False)
-    if cfg["pretrained"] or cfg.get("weights"):
+    if cfg["pretrained"] or (cfg.get("weights") and not learns_its_own_normalisation(cfg["weights"], name)):
         mean, std = data.IMAGENET_MEAN, data.IMAGENET_STD
     else:
         mean, std = data.channel_stats(train_set.images)

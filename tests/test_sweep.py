@@ -37,6 +37,8 @@ def test_queued_runs_get_an_absolute_data_source_and_a_share_of_the_cores(tmp_pa
     assert sweep.run_settings(settings(1, ["data.source=copy"]), params) == [f"data.source={tmp_path / 'copy'}"]
     assert sweep.run_settings(settings(1), {"data": {"source": "copy"}}) == [f"data.source={tmp_path / 'copy'}"]
     assert sweep.run_settings(settings(1), {"data": {"source": "/abs/copy"}}) == []
+    assert sweep.run_settings(settings(1, ["start=pbc", "pretrain.source=pbc"]), params) == \
+        ["start=pbc", f"pretrain.source={tmp_path / 'pbc'}"]  # every path key, not only data.source
 
 
 def test_queue_status_is_read_from_dvcs_table():
@@ -158,6 +160,7 @@ def test_each_configuration_has_its_own_record_named_for_what_it_is():
         "resnet_epochs_40_seeds_0-1-2_train_seeds_0-1"
     assert sweep.record_name(2, [0], None, []) == "cv2"
     assert sweep.record_name(5, [0], None, ["dataset=pbc", "data.source=/x/PBC.zip"]) == "pbc"
+    assert sweep.record_name(5, [0], None, ["start=pbc", "pretrain.source=/x/PBC"]) == "start_pbc"
     assert sweep.record_paths("defaults")[1].as_posix() == "metrics/sweep_defaults.md"
 
 
@@ -172,3 +175,11 @@ def test_a_record_names_a_local_copy_by_what_it_holds_never_by_its_path(tmp_path
     sources.write_manifest(copy, manifest)
     assert "byte-identical to the bccd download" in sources.describe_source(copy.parent, manifest)
     assert sources.describe_source("bccd", manifest) == "bccd"
+
+
+def test_a_record_names_any_path_setting_by_what_the_copy_holds(tmp_path):
+    (tmp_path / "pbc" / "basophil").mkdir(parents=True)
+    (tmp_path / "pbc" / "basophil" / "BA_1.jpg").write_bytes(b"not really a jpeg")
+    said = sweep.describe(5, [0], None, ["start=pbc", f"pretrain.source={tmp_path / 'pbc'}"], "bccd")
+    assert "start=pbc" in said and "pretrain.source=<a local copy (SHA-256 of its files' manifest" in said
+    assert str(tmp_path) not in said

@@ -72,6 +72,13 @@ class CropDataset(torch.utils.data.Dataset):
         self.classes = class_list.read(clean_dir)
         self.images, self.labels, self.names = load_split(split, clean_dir, require_all_classes, size)
 
+    @classmethod
+    def from_tensors(cls, images, labels, names, classes, size):
+        """Crops read elsewhere (another dataset, src/pretrain.py), brought to the training side `size`."""
+        dataset = cls.__new__(cls)
+        dataset.images, dataset.labels, dataset.names, dataset.classes = resize(images, size), labels, names, classes
+        return dataset
+
     def __len__(self):
         return len(self.labels)
 

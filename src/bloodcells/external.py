@@ -52,10 +52,10 @@ def crop_settings(model_crop, layout_name, settings):
     return crop | {key: settings[key] for key in CROP_OVERRIDES if settings.get(key) is not None}
 
 
-def read_set(name, settings, model_crops, model_classes):
-    """The set `settings` (one entry of external.sets) names, every image cut once per distinct way in
-    `model_crops` (the crop settings stored in the models), labelled as `class_mapping` scores it."""
-    key = f"external.sets.{name}"
+def read_set(name, settings, model_crops, model_classes, key=None):
+    """The set `settings` (one entry of external.sets, or the params section `key`) names, every image cut once per
+    distinct way in `model_crops` (the crop settings stored in the models), labelled as `class_mapping` scores it."""
+    key = key or f"external.sets.{name}"
     with tempfile.TemporaryDirectory(prefix="external-") as tmp:
         raw = Path(tmp)
         layout_name = sources.import_local(settings["source"], raw, key=f"{key}.source")

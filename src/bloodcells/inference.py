@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .archs import ARCHS
+from .atomic import atomic_file
 from .data import dihedral, normalise, resize
 from .errors import UserError
 from .models import alexnet_options, build_model
@@ -69,3 +70,23 @@ def predict_probabilities(model, images, mean, std, batch_size=64, tta=False, de
                 total = total + model(dihedral(batch, view)).float().softmax(dim=1)
         outputs.append((total / len(views)).cpu())
     return torch.cat(outputs)
+
+
+def save_checkpoint(path, model, cfg, classes, mean, std, crop, made_on, **extra):
+    """Weights and what inference needs (with how the clean stage cut the crops, for predict), nothing that varies from run to run (the wall-clock summary lives in
+    metrics/train/<model>/metrics.json), so the same inputs give a byte-identical file and DVC hash."""
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "model": cfg["name"],
+        "arch": cfg["arch"],
+        "classes": list(classes),
+        "image_size": cfg["image_size"],
+        **alexnet_options(cfg),
+        "mean": mean,
+        "std": std,
+        "crop": crop,
+        "machine": made_on,  # the same on the same machine: the file stays byte-identical run to run
+        **extra,
+    }
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(checkpoint, handle)  # a file object: a path would put the random temporary name in the zip

@@ -53,7 +53,7 @@ def check_alexnet_option(name, key, value):
 
 
 def build_model(name, arch, image_size, pretrained=False, weights=None, *, num_classes, feature_pool=None,
-                stem_stride=None, batch_norm=None):
+                stem_stride=None, batch_norm=None, classes=None):
     """A model with `num_classes` outputs; ImageNet weights only when asked for.
 
     AlexNet only: feature_pool 1 pools its last feature map to 1x1 instead of 6x6 (see
@@ -95,7 +95,7 @@ def build_model(name, arch, image_size, pretrained=False, weights=None, *, num_c
     if name == "alexnet" and batch_norm:
         add_alexnet_batch_norm(model)
     if weights:
-        load_weights(model, weights, name)
+        load_weights(model, weights, name, classes)
     return model
 
 
@@ -144,18 +144,66 @@ def use_native_silu(model):
             module._swish = nn.SiLU()
 
 
-def load_weights(model, path, name):
-    """Load a local state dict; a head of another shape (e.g. ImageNet's 1000 classes) is left new."""
+def load_tensors_only(path):
+    """torch.load that runs no code from the file: tensors, containers and plain values, and the torch version a
+    checkpoint of this project records (its `machine`)."""
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_weights(path, name):
+    """The state dict of a local weights file, and the classes it was trained on where it is a checkpoint of this
+    project (src/train.py, src/pretrain.py) that says so (None for a plain state dict)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"models.{name}.weights: {path} does not exist; give a state-dict file or remove the key")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors_only(path)
     except Exception as error:  # torch raises several types for a file that is not a checkpoint
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"models.{name}.weights: cannot read {path} as a PyTorch state dict ({reason})") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise UserError(f"models.{name}.weights: {path} holds a {type(state).__name__}, not a state dict")
+    return state.get("state_dict", state), state.get("classes")
+
+
+def learns_its_own_normalisation(path, name):
+    """True for weights trained by this project on standardised crops (a checkpoint that records its channel
+    statistics): a model started from them standardises its own data by its own statistics, as they were trained.
+    Other weights files (ImageNet's, saved as a state dict) expect ImageNet's statistics."""
+    checkpoint = load_tensors_only(Path(path).expanduser()) if path else {}
+    return isinstance(checkpoint, dict) and "mean" in checkpoint and "std" in checkpoint
+
+
+def classification_head(model):
+    """The name of the model's last linear layer: the one whose rows are the classes."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)][-1]
+
+
+def match_head(state, head, trained_on, classes):
+    """The state with its classification head's rows in the order of `classes` when it was trained on the same
+    classes (names in any letter case) in another order; without the head when it was trained on other classes.
+    Returns the state and what was done, or None where the head fits as it is."""
+    if trained_on is None or classes is None:
+        return state, None
+    theirs, ours = [c.lower() for c in trained_on], [c.lower() for c in classes]
+    if theirs == ours:
+        return state, None
+    if sorted(theirs) == sorted(ours):
+        order = torch.tensor([theirs.index(c) for c in ours])
+        return {**state, **{k: state[k][order] for k in (f"{head}.weight", f"{head}.bias") if k in state}}, \
+            "its class rows reordered to " + ", ".join(classes)
+    return {k: v for k, v in state.items() if k.rsplit(".", 1)[0] != head}, \
+        f"trained on {', '.join(trained_on)}: its classification head is replaced by a new one for {', '.join(classes)}"
+
+
+def load_weights(model, path, name, classes=None):
+    """Load a local state dict or checkpoint; a head of another shape (e.g. ImageNet's 1000 classes) or for other
+    classes is left new, a head for the same classes in another order reordered, and either is said."""
+    state, trained_on = read_weights(path, name)
     own = model.state_dict()
+    head = classification_head(model)
+    state, done = match_head(state, head, trained_on, classes)
     key = "classifier.1.weight"  # AlexNet: a stock 6x6-head state dict for a 1x1-pooled model
     if key in state and key in own and state[key].shape[1] == 36 * own[key].shape[1]:
         state = {**state, key: fold_alexnet_classifier(state[key], own[key].shape[1])}
@@ -166,4 +214,8 @@ def load_weights(model, path, name):
     if len(missing) > 4:  # more than a classification head (weight and bias, twice for safety)
         raise UserError(f"models.{name}.weights: {path} does not fit this arch ({len(missing)} tensors missing "
                         f"or of another shape, e.g. {missing[0]}); check models.{name}.arch")
+    if done is None and f"{head}.weight" not in usable:
+        done = f"its classification head does not fit {own[f'{head}.weight'].shape[0]} classes: a new one is trained"
+    if done:
+        print(f"models.{name}.weights: {path}: {done}")
     model.load_state_dict(usable, strict=False)

@@ -203,8 +203,24 @@ class External(Section):
     sets: dict[Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_-]+$")], ExternalSet]
 
 
+class Pretrain(ExternalSet):
+    """Another labelled set to learn starting weights from (src/pretrain.py); read and cut as an external set is."""
+    source: Optional[Annotated[Text, AfterValidator(a_local_copy)]] = None
+    models: list[Literal[tuple(ARCHS)]]             # one stage pretrain@<model> each; [] (the default): none
+    classes: Literal["shared", "all"]
+    epochs: PositiveInt
+    val_size: Share
+
+    @model_validator(mode="after")
+    def a_source_for_any_model(self):
+        if self.models and not self.source:
+            raise ValueError("source: not set, and models names " + ", ".join(self.models)
+                             + "; give the copy to learn from (-S pretrain.source=/abs/path) or set models: []")
+        return self
+
+
 SECTIONS = {"data": Data, "fetch": Fetch, "clean": Clean, "explore": Explore, "train": Train,
-            "evaluate": Evaluate, "external": External, **{f"models.{name}": model for name, model in MODELS.items()}}
+            "evaluate": Evaluate, "external": External, "pretrain": Pretrain, **{f"models.{name}": model for name, model in MODELS.items()}}
 
 
 def validate(params, sections, source="params.yaml", data_classes=None):

@@ -59,9 +59,13 @@ def describe_source(source, manifest_path):
     if path.is_dir():
         names = [p.relative_to(path).as_posix() for p in path.rglob("labels.csv")]
         root = dataset_master.find_root(names)
-        text = manifest_text(path / root) if root is not None else ""
-        manifest_path = Path(manifest_path)
-        if text and manifest_path.is_file() and text == manifest_path.read_text():
+        if root is None:  # another layout (class folders): every file
+            text = "".join(f"{sha256_of(p)}  {p.relative_to(path).as_posix()}\n"
+                           for p in sorted(path.rglob("*")) if p.is_file())
+        else:
+            text = manifest_text(path / root)
+        manifest_path = Path(manifest_path) if manifest_path else None
+        if root is not None and manifest_path and manifest_path.is_file() and text == manifest_path.read_text():
             return f"a local copy byte-identical to the bccd download (every file matches {manifest_path.as_posix()})"
         return f"a local copy (SHA-256 of its files' manifest {hashlib.sha256(text.encode()).hexdigest()[:12]})"
     return "a local copy"
