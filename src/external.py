@@ -79,8 +79,9 @@ def main():
     for model, (path, network, checkpoint) in models.items():
         classes = list(checkpoint["classes"])
         crops = external.images_for(found, checkpoint["crop"], settings)
-        probabilities = predict_probabilities(network, model_inputs(crops, checkpoint), checkpoint["mean"],
-                                              checkpoint["std"], batch_size=evaluate["batch_size"],
+        inputs = model_inputs(crops, checkpoint)
+        mean, std = external.statistics(inputs, checkpoint, settings)
+        probabilities = predict_probabilities(network, inputs, mean, std, batch_size=evaluate["batch_size"],
                                               tta=evaluate["tta"]).numpy()
         metrics = external.score(found.labels, probabilities, classes)
         write_json(metrics_dir / f"{model}.json", metrics)

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from bloodcells import external, schema, synthetic
 from bloodcells.errors import UserError
@@ -129,3 +130,13 @@ def test_a_set_the_params_do_not_name_is_one_line(project):
     assert result.returncode != 0
     assert "external.sets has no set 'nowhere' (it has: none)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_set_is_standardised_by_the_model_s_statistics_or_with_statistics_own_by_its_own():
+    inputs = torch.stack([torch.full((3, 4, 4), 51, dtype=torch.uint8), torch.full((3, 4, 4), 153, dtype=torch.uint8)])
+    checkpoint = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    assert external.statistics(inputs, checkpoint, {}) == (checkpoint["mean"], checkpoint["std"])
+    mean, std = external.statistics(inputs, checkpoint, {"statistics": "own"})
+    assert mean == pytest.approx([0.4] * 3) and std == pytest.approx([0.2] * 3, rel=0.02)
+    with pytest.raises(UserError, match=r"external.sets.lab.statistics: must be 'model' or 'own'"):
+        schema.validate({"external": {"sets": {"lab": {"source": "/x", "statistics": "stain"}}}}, ("external",))

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from . import cells, classes as class_list, cleaning, images, layouts, sources
 from .errors import UserError
+from .data import channel_stats
 from .metrics import classification_metrics
 
 # How a layout's images are cut unless the set says otherwise: a photograph of a smear around its white cell
@@ -100,6 +101,15 @@ def locate(image, raw, annotation, crop, notes):
 def images_for(found, model_crop, settings):
     """The set's crops cut the way this model's crop settings (with the set's layout and overrides) ask."""
     return found.crops[json.dumps(crop_settings(model_crop, found.layout, settings), sort_keys=True)]
+
+
+def statistics(inputs, checkpoint, settings):
+    """The channel mean and standard deviation the model's inputs are standardised by: the model's training
+    statistics, or with `statistics: own` the set's own (a crude colour normalisation: another stain or camera
+    brought to the same per-channel mean and spread)."""
+    if settings.get("statistics") == "own":
+        return channel_stats(inputs)
+    return checkpoint["mean"], checkpoint["std"]
 
 
 def score(labels, probabilities, model_classes):

@@ -189,8 +189,9 @@ def a_local_copy(value):
     return value
 
 
-class ExternalSet(Section):
-    """One external test set; a key left out is null: the set's layout decides the cut, names match in any case."""
+class LabelledCopy(Section):
+    """Another lab's labelled images; a key left out is null: the set's layout decides the cut, names match in any
+    case."""
     source: Annotated[Text, AfterValidator(a_local_copy)]
     rename: Optional[dict[Text, Text]] = None     # {the set's class: the model's}
     crop: Optional[Literal["wbc", "centre", "none"]] = None
@@ -199,11 +200,16 @@ class ExternalSet(Section):
     crop_side: Optional[Annotated[int, Field(strict=True, ge=16)]] = None
 
 
+class ExternalSet(LabelledCopy):
+    """One external test set."""
+    statistics: Optional[Literal["model", "own"]] = None  # standardise by the model's training statistics or the set's
+
+
 class External(Section):
     sets: dict[Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_-]+$")], ExternalSet]
 
 
-class Pretrain(ExternalSet):
+class Pretrain(LabelledCopy):
     """Another labelled set to learn starting weights from (src/pretrain.py); read and cut as an external set is."""
     source: Optional[Annotated[Text, AfterValidator(a_local_copy)]] = None
     models: list[Literal[tuple(ARCHS)]]             # one stage pretrain@<model> each; [] (the default): none
