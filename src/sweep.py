@@ -3,6 +3,7 @@
 Usage: python src/sweep.py [--folds 5] [--repeats 1 | --seeds 0 1 ...] [--train-seeds 0 1] [-S key=value ...]
                            [--jobs N]
        python src/sweep.py --report-only
+       python src/sweep.py --record start_pbc --against defaults
 
 With --folds K (K >= 2, default 5) every test fold k of a stratified K-fold partition is one queued
 `dvc exp run --queue -S data.folds=K -S data.fold=k -S data.seed=S --name cv5-s0-f0`, so every cleaned image
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bloodcells import exp_queue, sources
+from bloodcells import exp_queue, record_comparison, sources
 from bloodcells.atomic import atomic_file, write_json, write_text
 from bloodcells.errors import UserError, stage_main
 from bloodcells.metrics import classification_metrics
@@ -285,6 +286,9 @@ def parse_args():
     parser.add_argument("--report-only", action="store_true", help="recompute the record from its kept predictions")
     parser.add_argument("--readme-table", action="store_true",
                         help="print the record's tables as the README's Results shows them, and exit")
+    parser.add_argument("--against", metavar="RECORD",
+                        help="compare this record with another, model by model on the same images (McNemar), from "
+                             "both records' kept predictions, into metrics/sweep_<record>_vs_<RECORD>.md, and exit")
     parser.add_argument("--collect-only", action="store_true",
                         help="queue nothing: collect the finished experiments of these arguments and report")
     args = parser.parse_args()
@@ -347,6 +351,18 @@ def main():
         if not report_json.is_file():
             raise UserError(f"{report_json} not found; run the sweep first (or name the record with --record)")
         print(readme_tables(json.loads(report_json.read_text()), load_params()), end="")
+        return
+    if args.against:
+        baseline_kept = record_paths(args.against)[2]
+        for path in (kept, baseline_kept):
+            if not path.is_file():
+                raise UserError(f"{path} not found; run that record's sweep on this machine first (the kept "
+                                "predictions are not in git)")
+        pairs = record_comparison.compare_records(pd.read_csv(kept), pd.read_csv(baseline_kept), args.record,
+                                                  args.against)
+        table = record_comparison.markdown(pairs, args.record, args.against)
+        write_text(RECORDS_DIR / f"sweep_{args.record}_vs_{args.against}.md", table)
+        print(table, end="")
         return
     if args.report_only:
         if not kept.is_file():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import sweep
-from bloodcells import exp_queue, sources
+from bloodcells import exp_queue, record_comparison, sources
 from bloodcells.cleaning import BCCD_CLASSES as CLASSES
 from conftest import ROOT, run
 
@@ -183,3 +183,30 @@ def test_a_record_names_any_path_setting_by_what_the_copy_holds(tmp_path):
     said = sweep.describe(5, [0], None, ["start=pbc", f"pretrain.source={tmp_path / 'pbc'}"], "bccd")
     assert "start=pbc" in said and "pretrain.source=<a local copy (SHA-256 of its files' manifest" in said
     assert str(tmp_path) not in said
+
+
+def kept_predictions(right, model="resnet"):
+    """Kept predictions of one model over 40 images: image i right where right[i]."""
+    return pd.DataFrame({"data_seed": 0, "fold": [i % 5 for i in range(40)], "train_seed": -1, "model": model,
+                         "image": [f"IMG_{i}" for i in range(40)], "actual": "A",
+                         "predicted": ["A" if ok else "B" for ok in right]})
+
+
+def test_a_record_against_another_counts_the_images_only_one_got_right_per_model():
+    base = [i >= 12 for i in range(40)]  # 28 right
+    changed = [i >= 2 for i in range(40)]  # 38 right: 10 more, none lost
+    pairs = record_comparison.compare_records(
+        pd.concat([kept_predictions(changed), kept_predictions(base, "alexnet")]),
+        pd.concat([kept_predictions(base), kept_predictions(base, "alexnet")]), "start_pbc", "defaults")
+    resnet, alexnet = pairs
+    assert (resnet["mcnemar"][0]["only_a_right"], resnet["mcnemar"][0]["only_b_right"]) == (10, 0)
+    assert resnet["difference"] == pytest.approx(0.25) and resnet["mcnemar"][0]["p_value"] < 0.01
+    assert alexnet["difference"] == 0 and alexnet["mcnemar"][0]["p_value"] == 1
+    said = record_comparison.markdown(pairs, "start_pbc", "defaults")
+    assert "| resnet | 0.950 | 0.700 | +25.0 points" in said and "Significant at 0.05 after Holm: resnet." in said
+
+
+def test_records_of_other_test_images_are_one_line():
+    other = kept_predictions([True] * 40).assign(fold=0)
+    with pytest.raises(sweep.UserError, match="were not tested on the same images"):
+        record_comparison.compare_records(kept_predictions([True] * 40), other, "a", "b")
