@@ -2,6 +2,7 @@
 for the same classes in another order reordered, and the stages pretrain@<model> through the real DVC pipeline
 (`-S start=pbc`), declared so that changing the weights' source retrains the models and nothing before them."""
 import json
+import shlex
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from bloodcells.errors import UserError
 from bloodcells.inference import load_checkpoint
 from bloodcells.models import build_model, classification_head, load_weights
 from conftest import run, set_defaults
+from test_class_folders import readme_command
 from test_external import class_folder_set
 
 CLASSES = ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"]
@@ -87,7 +89,9 @@ def test_start_from_another_set_through_the_pipeline(project, tmp_path):
     set_defaults(project, {"pretrain": {"epochs": 1, "val_size": 0.25, "rename": {"lympho": "LYMPHOCYTE"}}})
     missing = run(["dvc", "exp", "run", "-S", "start=pbc"], project, check=False)
     assert missing.returncode != 0 and "pretrain@" in missing.stderr and "???" in missing.stderr
-    result = run(["dvc", "exp", "run", "-S", "start=pbc", "-S", f"pretrain.source={lab}"], project)
+    command = readme_command("dvc exp run -n from-pbc -S start=pbc")  # the README's, as written
+    assert "pretrain.source=/abs/path/PBC_dataset_normal_DIB" in command
+    result = run(shlex.split(command.replace("/abs/path/PBC_dataset_normal_DIB", str(lab))), project)
     for model in ("resnet", "efficientnet", "alexnet"):
         assert f"Running stage 'pretrain@{model}'" in result.stdout and f"Running stage 'train@{model}'" in result.stdout
         # the lab shares three of the four classes: its head is for those three, so train@ starts a new one
