@@ -1,6 +1,6 @@
 """Trained checkpoints scored on another laboratory's labelled images, each way of cutting and standardising them.
 
-Usage: python benchmarks/transfer.py --set PATH [--rename their=OURS ...] CHECKPOINT [CHECKPOINT ...]
+Usage: python benchmarks/transfer.py --set PATH [--rename their=OURS ...] [--stain-reference PATH] CHECKPOINT ...
 e.g.   python benchmarks/transfer.py --set <pbc copy> models/*.pt                  # BCCD's models on PBC
        python benchmarks/transfer.py --set <bccd copy> weights/*/pretrain.pt       # PBC-trained models on BCCD
 
@@ -8,12 +8,16 @@ The set is read as the external@<name> stage reads it (bloodcells.external: its 
 classes matched by name in any letter case or by --rename). Each checkpoint is scored with the set cut as its
 layout is cut and as a stain-located crop (crop: wbc, locator: stain), each standardised by the model's training
 statistics and by the set's own (external.sets.<name>.statistics: own), with test-time augmentation as evaluate
-does. Prints accuracy and macro sensitivity on the images of the model's classes, and the 95 % interval.
+does. With --stain-reference (the models' training data, either layout), also Macenko stain normalisation
+(torchstain, `pip install torchstain==1.4.1`): each crop's two stains mapped onto those of 32 training crops cut
+the same way, then the model's statistics. Prints accuracy and macro sensitivity on the images of the model's
+classes, and the 95 % interval.
 """
 import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -21,12 +25,39 @@ from bloodcells import external  # noqa: E402
 from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities  # noqa: E402
 
 CUTS = {"its layout's": {}, "stain-located": {"crop": "wbc", "locator": "stain"}}
+REFERENCE_CROPS = 32
+
+
+def macenko_normaliser(reference_crops, seed=0):
+    """A Macenko normaliser fitted on a mosaic of REFERENCE_CROPS crops drawn from the reference set."""
+    import torchstain  # its normalisers are attributes of the package, not importable modules
+    chosen = np.random.default_rng(seed).choice(len(reference_crops), min(REFERENCE_CROPS, len(reference_crops)),
+                                                replace=False)
+    mosaic = np.concatenate([reference_crops[i].permute(1, 2, 0).numpy() for i in sorted(chosen)], axis=0)
+    normaliser = torchstain.normalizers.MacenkoNormalizer(backend="numpy")
+    normaliser.fit(mosaic)
+    return normaliser
+
+
+def stain_normalised(crops, normaliser):
+    """Every crop with its stains mapped onto the reference's; a crop the method cannot decompose (too little
+    stain) is kept as it is and counted."""
+    kept_as_is, out = 0, []
+    for crop in crops:
+        image = crop.permute(1, 2, 0).numpy()
+        try:
+            image = normaliser.normalize(image, stains=False)[0]
+        except (np.linalg.LinAlgError, ValueError, IndexError):
+            kept_as_is += 1
+        out.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+    return torch.stack(out), kept_as_is
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", required=True, help="a local folder or zip in either layout")
     parser.add_argument("--rename", nargs="*", default=[], help="their_class=OUR_CLASS")
+    parser.add_argument("--stain-reference", help="the models' training data, for Macenko stain normalisation")
     parser.add_argument("checkpoints", nargs="+")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -35,18 +66,27 @@ def main():
     rename = dict(item.split("=", 1) for item in args.rename)
     print("| model | cut | statistics | images scored | accuracy (95 % CI) | macro sensitivity |")
     print("|---|---|---|---|---|---|")
+    crops = [checkpoint["crop"] for _, _, checkpoint in loaded]
+    located = CUTS["stain-located"]  # the reference is cut as the models' training crops were: around the cell
+    reference = (external.read_set("reference", {"source": args.stain_reference, **located}, crops, classes,
+                                   key="--stain-reference") if args.stain_reference else None)
     for cut, overrides in CUTS.items():
         settings = {"source": args.set, "rename": rename, **overrides}
-        found = external.read_set("transfer", settings, [checkpoint["crop"] for _, _, checkpoint in loaded],
-                                  classes, key="--set")
+        found = external.read_set("transfer", settings, crops, classes, key="--set")
         for path, model, checkpoint in loaded:
-            inputs = model_inputs(external.images_for(found, checkpoint["crop"], settings), checkpoint)
-            for statistics in ("model", "own"):
-                mean, std = external.statistics(inputs, checkpoint, {"statistics": statistics})
+            cut_crops = external.images_for(found, checkpoint["crop"], settings)
+            variants = {"model": cut_crops, "own": cut_crops}
+            if reference is not None:
+                normaliser = macenko_normaliser(external.images_for(reference, checkpoint["crop"], located))
+                variants["Macenko"], kept_as_is = stain_normalised(cut_crops, normaliser)
+                print(f"Macenko: {kept_as_is} of {len(cut_crops)} crops kept as they were", file=sys.stderr)
+            for standardisation, prepared in variants.items():
+                inputs = model_inputs(prepared, checkpoint)
+                mean, std = external.statistics(inputs, checkpoint, {"statistics": standardisation})
                 probabilities = predict_probabilities(model, inputs, mean, std, tta=True).numpy()
                 metrics = external.score(found.labels, probabilities, list(checkpoint["classes"]))
                 low, high = metrics["accuracy_ci95"]
-                print(f"| {path} | {cut} | {statistics} | {metrics['scored']} | {metrics['accuracy']:.3f} "
+                print(f"| {path} | {cut} | {standardisation} | {metrics['scored']} | {metrics['accuracy']:.3f} "
                       f"({low:.3f}-{high:.3f}) | {metrics['macro_sensitivity']:.3f} |", flush=True)
 
 
