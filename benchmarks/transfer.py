@@ -57,6 +57,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", required=True, help="a local folder or zip in either layout")
     parser.add_argument("--rename", nargs="*", default=[], help="their_class=OUR_CLASS")
+    parser.add_argument("--cut", choices=sorted(CUTS), nargs="*", default=sorted(CUTS), help="which cuts (all)")
     parser.add_argument("--stain-reference", help="the models' training data, for Macenko stain normalisation")
     parser.add_argument("checkpoints", nargs="+")
     args = parser.parse_args()
@@ -70,7 +71,7 @@ def main():
     located = CUTS["stain-located"]  # the reference is cut as the models' training crops were: around the cell
     reference = (external.read_set("reference", {"source": args.stain_reference, **located}, crops, classes,
                                    key="--stain-reference") if args.stain_reference else None)
-    for cut, overrides in CUTS.items():
+    for cut, overrides in ((cut, CUTS[cut]) for cut in args.cut):
         settings = {"source": args.set, "rename": rename, **overrides}
         found = external.read_set("transfer", settings, crops, classes, key="--set")
         for path, model, checkpoint in loaded:
