@@ -1,0 +1,146 @@
+"""The accuracy-time frontier: each family trained by recipes from quick to long, its held-out accuracy against
+CPU minutes, so a user picks a recipe by the time they have.
+
+Usage: python benchmarks/frontier.py --record pbc -S dataset=pbc -S data.source=PATH --recipe quick=48x6 \
+           --recipe default=64x12 [--recipe long=64x24 ...]
+       python benchmarks/frontier.py --record pbc --report-only
+
+A recipe NAME=SIZExEPOCHS sets every model's image_size and epochs (`-S models.<model>.image_size=SIZE
+-S models.<model>.epochs=EPOCHS`) on top of the -S settings, and runs the whole pipeline once in this workspace
+as `dvc exp run -n frontier-<record>-<NAME>` (fetch and clean come from the run-cache after the first recipe).
+Each recipe's rows are added to metrics/frontier_<record>.json as soon as it ends, so a stopped run keeps what
+finished; the table goes to metrics/frontier_<record>.md and the plot to docs/images/frontier_<record>.png.
+Test accuracy is the evaluate stage's, on the test split that no recipe here was chosen on; the validation
+accuracy is the one to choose a recipe by. Minutes are the training loop's (train_seconds) and the whole run's.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from bloodcells import machine  # noqa: E402
+from bloodcells.atomic import save_figure, write_json, write_text  # noqa: E402
+from bloodcells.errors import UserError  # noqa: E402
+
+MODELS = ("resnet", "efficientnet", "alexnet")
+
+
+def parse_recipe(text):
+    name, _, spec = text.partition("=")
+    try:
+        size, epochs = (int(part) for part in spec.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--recipe {text!r}: write NAME=SIZExEPOCHS, e.g. quick=48x6") from None
+    return name, size, epochs
+
+
+def recipe_settings(size, epochs):
+    return [f"models.{m}.{key}={value}" for m in MODELS for key, value in (("image_size", size), ("epochs", epochs))]
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def run_recipe(record, name, size, epochs, settings):
+    """Run the pipeline with one recipe; its rows, one per model, from the files the stages wrote."""
+    arguments = [f"-S{s}" for s in settings + recipe_settings(size, epochs)]
+    started = time.perf_counter()
+    subprocess.run(["dvc", "exp", "run", "-n", f"frontier-{record}-{name}", *arguments], check=True)
+    minutes = (time.perf_counter() - started) / 60
+    rows = []
+    for model in MODELS:
+        training = read_json(f"metrics/train/{model}/metrics.json")
+        evaluation = read_json(f"metrics/evaluate/{model}.json")
+        made_on = read_json(f"metrics/train/{model}/machine.json")
+        rows.append({"recipe": name, "image_size": size, "epochs": epochs, "model": model,
+                     "train_minutes": round(training["train_seconds"] / 60, 2), "run_minutes": round(minutes, 1),
+                     "seconds_per_epoch": training["seconds_per_epoch"],
+                     "images_per_second": training["images_per_second"],
+                     "data_wait_share": training["data_wait_share"],
+                     "val_accuracy": training["selected_val_accuracy"],
+                     "test_accuracy": evaluation["accuracy"], "test_ci95": evaluation["accuracy_ci95"],
+                     "test_images": evaluation["n_total"],
+                     "macro_sensitivity": evaluation["macro_sensitivity"],
+                     "machine": machine.summary_line(made_on)})
+    return rows
+
+
+def table(rows):
+    lines = ["| model | recipe | px x epochs | training min | whole run min | s/epoch | img/s | data wait | "
+             "val accuracy | test accuracy (95 % CI) | macro sensitivity |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: (MODELS.index(r["model"]), r["train_minutes"])):
+        low, high = row["test_ci95"]
+        lines.append(f"| {row['model']} | {row['recipe']} | {row['image_size']} x {row['epochs']} | "
+                     f"{row['train_minutes']:.1f} | {row['run_minutes']:.0f} | {row['seconds_per_epoch']:.1f} | "
+                     f"{row['images_per_second']:.0f} | {100 * row['data_wait_share']:.1f} % | "
+                     f"{row['val_accuracy']:.3f} | {row['test_accuracy']:.3f} ({low:.3f}-{high:.3f}) | "
+                     f"{row['macro_sensitivity']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot(rows, record, path):
+    figure, axes = plt.subplots(figsize=(6.5, 4.2))
+    for model in MODELS:
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["train_minutes"])
+        if not mine:
+            continue
+        x = [r["train_minutes"] for r in mine]
+        y = [r["test_accuracy"] for r in mine]
+        errors = [[r["test_accuracy"] - r["test_ci95"][0] for r in mine],
+                  [r["test_ci95"][1] - r["test_accuracy"] for r in mine]]
+        axes.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=model)
+        for r in mine:
+            axes.annotate(f"{r['image_size']}px x{r['epochs']}", (r["train_minutes"], r["test_accuracy"]),
+                          textcoords="offset points", xytext=(4, -11), fontsize=7)
+    axes.set_xlabel("training minutes (2-core CPU, see the table for which)")
+    axes.set_ylabel(f"test accuracy ({rows[0]['test_images']} images, 95 % CI)")
+    axes.set_title(f"Accuracy against training time: {record}", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def report(record, rows):
+    machines = sorted({r["machine"] for r in rows})
+    text = (f"# Accuracy-time frontier: {record}\n\nMade by `python benchmarks/frontier.py --record {record}`; "
+            f"trained on {'; '.join(machines)}.\n\n{table(rows)}\n")
+    write_text(Path(f"metrics/frontier_{record}.md"), text)
+    plot(rows, record, Path(f"docs/images/frontier_{record}.png"))
+    print(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", required=True, help="metrics/frontier_<record>.json/.md")
+    parser.add_argument("--recipe", action="append", default=[], metavar="NAME=SIZExEPOCHS")
+    parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    path = Path(f"metrics/frontier_{args.record}.json")
+    rows = read_json(path)["rows"] if path.is_file() else []
+    if not args.report_only:
+        for recipe in map(parse_recipe, args.recipe):
+            rows = [r for r in rows if r["recipe"] != recipe[0]] + run_recipe(args.record, *recipe, args.set_param)
+            write_json(path, {"settings": [s for s in args.set_param if not s.split("=")[0].endswith("source")],
+                              "rows": rows})
+    if not rows:
+        raise UserError(f"{path} has no rows; run recipes first (--recipe NAME=SIZExEPOCHS)")
+    report(args.record, rows)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as error:
+        sys.exit(f"error: {error}")
