@@ -2,12 +2,13 @@
 CPU minutes, so a user picks a recipe by the time they have.
 
 Usage: python benchmarks/frontier.py --record pbc -S dataset=pbc -S data.source=PATH --recipe quick=48x6 \
-           --recipe default=64x12 [--recipe long=64x24 ...]
+           --recipe default=64x12 [--recipe long=64x24 ...] [--models efficientnet]
        python benchmarks/frontier.py --record pbc --report-only
 
-A recipe NAME=SIZExEPOCHS sets every model's image_size and epochs (`-S models.<model>.image_size=SIZE
--S models.<model>.epochs=EPOCHS`) on top of the -S settings, and runs the whole pipeline once in this workspace
-as `dvc exp run -n frontier-<record>-<NAME>` (fetch and clean come from the run-cache after the first recipe).
+A recipe NAME=SIZExEPOCHS sets the image_size and epochs of every model, or of those given with --models
+(`-S models.<model>.image_size=SIZE -S models.<model>.epochs=EPOCHS`), on top of the -S settings, and runs the
+whole pipeline once in this workspace as `dvc exp run -n frontier-<record>-<NAME>` (what the recipe leaves
+unchanged, fetch and clean after the first recipe among them, comes from the run-cache).
 Each recipe's rows are added to metrics/frontier_<record>.json as soon as it ends, so a stopped run keeps what
 finished; the table goes to metrics/frontier_<record>.md and the plot to docs/images/frontier_<record>.png.
 Test accuracy is the evaluate stage's, on the test split that no recipe here was chosen on; the validation
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from bloodcells import machine  # noqa: E402
 from bloodcells.atomic import save_figure, write_json, write_text  # noqa: E402
 from bloodcells.errors import UserError  # noqa: E402
+from bloodcells.models import MIN_IMAGE_SIZE  # noqa: E402
 
 MODELS = ("resnet", "efficientnet", "alexnet")
 
@@ -42,22 +44,22 @@ def parse_recipe(text):
     return name, size, epochs
 
 
-def recipe_settings(size, epochs):
-    return [f"models.{m}.{key}={value}" for m in MODELS for key, value in (("image_size", size), ("epochs", epochs))]
+def recipe_settings(size, epochs, models):
+    return [f"models.{m}.{key}={value}" for m in models for key, value in (("image_size", size), ("epochs", epochs))]
 
 
 def read_json(path):
     return json.loads(Path(path).read_text())
 
 
-def run_recipe(record, name, size, epochs, settings):
-    """Run the pipeline with one recipe; its rows, one per model, from the files the stages wrote."""
-    arguments = [f"-S{s}" for s in settings + recipe_settings(size, epochs)]
+def run_recipe(record, name, size, epochs, settings, models):
+    """Run the pipeline with one recipe; its rows, one per model it sets, from the files the stages wrote."""
+    arguments = [f"-S{s}" for s in settings + recipe_settings(size, epochs, models)]
     started = time.perf_counter()
     subprocess.run(["dvc", "exp", "run", "-n", f"frontier-{record}-{name}", *arguments], check=True)
     minutes = (time.perf_counter() - started) / 60
     rows = []
-    for model in MODELS:
+    for model in models:
         training = read_json(f"metrics/train/{model}/metrics.json")
         evaluation = read_json(f"metrics/evaluate/{model}.json")
         made_on = read_json(f"metrics/train/{model}/machine.json")
@@ -125,13 +127,22 @@ def main():
     parser.add_argument("--record", required=True, help="metrics/frontier_<record>.json/.md")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=SIZExEPOCHS")
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                        help="the models a recipe sets (the others keep their recipe and their cached training)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     path = Path(f"metrics/frontier_{args.record}.json")
     rows = read_json(path)["rows"] if path.is_file() else []
+    recipes = [parse_recipe(text) for text in args.recipe]
+    for name, size, _ in recipes:  # before any run: train@<model> would refuse it only after the others trained
+        too_small = [m for m in args.models if size < MIN_IMAGE_SIZE[m]]
+        if too_small:
+            raise UserError(f"--recipe {name}: {size} px is below the smallest side of {', '.join(too_small)} "
+                            f"({', '.join(str(MIN_IMAGE_SIZE[m]) for m in too_small)}); leave it out with --models")
     if not args.report_only:
-        for recipe in map(parse_recipe, args.recipe):
-            rows = [r for r in rows if r["recipe"] != recipe[0]] + run_recipe(args.record, *recipe, args.set_param)
+        for recipe in recipes:
+            rows = [r for r in rows if (r["recipe"], r["model"]) not in {(recipe[0], m) for m in args.models}] \
+                + run_recipe(args.record, *recipe, args.set_param, args.models)
             write_json(path, {"settings": [s for s in args.set_param if not s.split("=")[0].endswith("source")],
                               "rows": rows})
     if not rows:

@@ -125,6 +125,26 @@ def markdown_table(rows, costs, archs, best, pairs, made_on=(), with_reference=T
     return "\n".join(lines) + "\n"
 
 
+def per_class_lines(evaluations):
+    """Per-class sensitivity of every model, and the pairs of classes each model most often takes for each other."""
+    names = list(evaluations)
+    classes = list(evaluations[names[0]]["per_class"])
+    lines = ["", "Sensitivity per class (test split; images of the class in brackets):", "",
+             "| model | " + " | ".join(f"{c} ({evaluations[names[0]]['per_class'][c]['support']})" for c in classes)
+             + " |", "|---|" + "---|" * len(classes)]
+    for name, evaluation in evaluations.items():
+        lines.append(f"| {name} | " + " | ".join(f"{evaluation['per_class'][c]['sensitivity']:.3f}" for c in classes)
+                     + " |")
+    lines += ["", "Hardest pairs (test images of either class called the other; plots/evaluate/<model>_pairs.png "
+                  "shows them):", ""]
+    for name, evaluation in evaluations.items():
+        pairs = evaluation.get("hardest_pairs", [])
+        described = "; ".join(f"{p['pair'][0]} / {p['pair'][1]} {p['errors']} ({p['a_called_b']} and "
+                              f"{p['b_called_a']})" for p in pairs)
+        lines.append(f"- {name}: {described or 'no errors'}")
+    return lines
+
+
 def plot_models(rows):
     names = list(rows)
     x = np.arange(len(SCORES))
@@ -159,6 +179,7 @@ def main():
     classes = set(read_json(f"metrics/evaluate/{names[0]}.json")["per_class"])
     table = markdown_table(rows, costs, archs, best, pairs, machine_lines(names),
                            with_reference=classes == set(BCCD_CLASSES))  # the reference scored BCCD's 4 classes
+    table += "\n".join(per_class_lines({name: read_json(f"metrics/evaluate/{name}.json") for name in names})) + "\n"
     write_text("metrics/compare.md", table)
     plot_models(rows)
     print(table)

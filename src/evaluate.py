@@ -3,7 +3,8 @@
 Per model: metrics/evaluate/<model>.json (accuracy, sensitivity, specificity, balanced accuracy, kappa,
 ROC AUC, calibration error), metrics/evaluate/predictions/<model>.csv (predictions, rendered by
 `dvc plots` with the confusion template) and <model>_roc.csv (micro-averaged one-vs-rest ROC curve),
-plots/evaluate/<model>_confusion.png and <model>_errors.png (every misclassified crop); for all models
+plots/evaluate/<model>_confusion.png, <model>_errors.png (every misclassified crop) and <model>_pairs.png (the
+errors of the three pairs of classes most often taken for each other, metrics' hardest_pairs); for all models
 plots/evaluate/roc.png and reliability.png.
 Inference timings go to metrics/evaluate/timing.json (kept apart: they vary run to run).
 """
@@ -21,7 +22,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from bloodcells import classes as class_list, data
 from bloodcells.atomic import atomic_file, save_figure, write_json
 from bloodcells.errors import stage_main
-from bloodcells.evaluation_plots import plot_errors, plot_reliability, plot_roc
+from bloodcells.evaluation_plots import plot_errors, plot_pair_errors, plot_reliability, plot_roc
 from bloodcells.metrics import classification_metrics, micro_roc_curve
 from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities
 from bloodcells.params import load_params
@@ -82,6 +83,8 @@ def main():
         write_roc_curve(PREDICTIONS_DIR / f"{name}_roc.csv", actual, probabilities.numpy())
         plot_confusion(metrics["confusion_matrix"], name, metrics["accuracy"], classes)
         plot_errors(name, images, names, actual, probabilities.numpy(), PLOTS_DIR / f"{name}_errors.png", classes)
+        plot_pair_errors(name, images, names, actual, probabilities.numpy(), metrics["hardest_pairs"],
+                         PLOTS_DIR / f"{name}_pairs.png", classes)
         results[name] = (actual, probabilities.numpy(), metrics)
         low, high = metrics["accuracy_ci95"]
         print(f"{name}: test accuracy {metrics['accuracy']:.3f} ({metrics['n_correct']}/{metrics['n_total']}, "

@@ -115,7 +115,12 @@ def test_a_five_class_dataset_through_the_readmes_pbc_command_as_written(project
         assert list(metrics["per_class"]) == CLASSES and np.array(metrics["confusion_matrix"]).shape == (5, 5)
         header = (project / f"metrics/evaluate/predictions/{name}.csv").read_text().splitlines()[0]
         assert header == "image,actual,predicted," + ",".join(f"p_{c}" for c in CLASSES)
-    assert "reference accuracy" not in (project / "metrics/compare.md").read_text()  # the reference scored BCCD
+        assert (project / f"plots/evaluate/{name}_pairs.png").is_file()
+    compared = (project / "metrics/compare.md").read_text()
+    assert "reference accuracy" not in compared  # the reference scored BCCD
+    per_class_header = compared.split("Sensitivity per class")[1].splitlines()[2]
+    assert per_class_header.startswith("| model | ") and all(f"| {c} (" in per_class_header for c in CLASSES)
+    assert "Hardest pairs" in compared and compared.count("\n- resnet: ") == 1
     one = next((tmp_path / "data" / "monocyte").glob("*.jpg"))
     predicted = run([sys.executable, "src/predict.py", str(one), "--model", "models/resnet.pt", "--out",
                      str(tmp_path / "one.csv")], project)

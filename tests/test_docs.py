@@ -70,3 +70,23 @@ def test_every_dataset_recipe_gives_every_key_the_defaults_leave_open(tmp_path):
     compose_and_dump(tmp_path / "start.yaml", str(ROOT / "conf"), None, "config", "", ["start=pbc"])
     params = yaml.safe_load((tmp_path / "start.yaml").read_text())
     assert unset_keys(params) == ["pretrain.source"] and params["pretrain"]["models"]  # the user gives the copy
+
+
+FAMILY = {"resnet": "ResNet18", "efficientnet": "EfficientNet-b0", "alexnet": "AlexNet"}
+
+
+def test_the_readmes_pbc_table_is_the_frontier_record():
+    record = json.loads((ROOT / "metrics/frontier_pbc.json").read_text())
+    params = yaml.safe_load((ROOT / "conf/dataset/pbc.yaml").read_text())
+    defaults = [r for r in record["rows"] if r["recipe"] == "default"]
+    assert {r["model"] for r in defaults} == set(FAMILY)
+    for row in defaults:  # the default recipe's rows are conf/dataset/pbc.yaml's recipe
+        assert (row["image_size"], row["epochs"]) == (params["models"][row["model"]]["image_size"],
+                                                      params["models"][row["model"]]["epochs"])
+    for row in record["rows"]:
+        if row["recipe"] in ("default", "long"):
+            low, high = row["test_ci95"]
+            line = (f"| {FAMILY[row['model']]} | {row['image_size']} px x {row['epochs']} | "
+                    f"**{row['test_accuracy']:.3f}** ({low:.3f}-{high:.3f}) | {row['macro_sensitivity']:.3f} | "
+                    f"{row['train_minutes']:.1f} |")
+            assert line in README, f"README's PBC table differs from metrics/frontier_pbc.json: {line}"

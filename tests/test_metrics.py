@@ -3,7 +3,7 @@ import pytest
 
 from compare import best_model
 from bloodcells.cleaning import BCCD_CLASSES as CLASSES
-from bloodcells.metrics import classification_metrics, reliability_bins, wilson_interval
+from bloodcells.metrics import classification_metrics, hardest_pairs, reliability_bins, wilson_interval
 from bloodcells.stats import describe_pair, holm, mcnemar_exact, paired_comparisons
 
 
@@ -15,6 +15,23 @@ def pairs_from_confusion(matrix):
             actual += [a] * count
             predicted += [p] * count
     return actual, predicted
+
+
+def test_hardest_pairs_count_both_directions_and_leave_out_pairs_without_errors():
+    matrix = [[50, 1, 0, 4],   # NEUTROPHIL: 4 called MONOCYTE
+              [3, 40, 0, 0],   # EOSINOPHIL: 3 called NEUTROPHIL
+              [0, 0, 30, 2],   # LYMPHOCYTE
+              [1, 0, 5, 20]]   # MONOCYTE: 5 called LYMPHOCYTE
+    pairs = hardest_pairs(matrix, CLASSES)
+    assert [p["pair"] for p in pairs] == [["LYMPHOCYTE", "MONOCYTE"], ["NEUTROPHIL", "MONOCYTE"],
+                                         ["NEUTROPHIL", "EOSINOPHIL"]]
+    assert pairs[0] == {"pair": ["LYMPHOCYTE", "MONOCYTE"], "errors": 7, "a_called_b": 2, "b_called_a": 5}
+    assert [p["errors"] for p in pairs] == [7, 5, 4]
+    assert hardest_pairs(matrix, CLASSES, top=10)[-1]["errors"] == 4  # the three pairs with no error are not listed
+    assert len(hardest_pairs(matrix, CLASSES, top=10)) == 3
+    assert hardest_pairs(np.diag([5, 5, 5, 5]), CLASSES) == []
+    metrics = classification_metrics(*pairs_from_confusion(matrix), classes=CLASSES)
+    assert metrics["hardest_pairs"] == pairs
 
 
 def test_metrics_match_a_hand_worked_confusion_matrix():

@@ -83,6 +83,37 @@ def plot_errors(name, images, names, actual, probabilities, path, classes, what=
     plt.close(figure)
 
 
+def plot_pair_errors(name, images, names, actual, probabilities, pairs, path, classes, per_row=GALLERY_COLUMNS):
+    """One row per hardest pair (metrics.hardest_pairs): its misclassified crops, both directions, the most
+    confident first, at most `per_row` of them."""
+    predicted = probabilities.argmax(axis=1)
+    index = {c: i for i, c in enumerate(classes)}
+    rows = []
+    for pair in pairs:
+        a, b = (index[c] for c in pair["pair"])
+        wrong = np.flatnonzero(((actual == a) & (predicted == b)) | ((actual == b) & (predicted == a)))
+        confidence = probabilities[wrong, predicted[wrong]]
+        rows.append((pair, wrong[np.argsort(-confidence, kind="stable")[:per_row]]))
+    figure, axes = plt.subplots(max(1, len(rows)), per_row, figsize=(2.1 * per_row, 2.45 * max(1, len(rows)) + 0.5),
+                                squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for row, (pair, shown) in enumerate(rows):
+        for ax, i in zip(axes[row], shown):
+            ax.imshow(np.asarray(images[i]).transpose(1, 2, 0))
+            ax.set_title(f"{names[i].removeprefix('BloodImage_')}\ntrue {classes[actual[i]][:5]}, called "
+                         f"{classes[predicted[i]][:5]} {probabilities[i, predicted[i]]:.2f}", fontsize=8)
+        a, b = pair["pair"]
+        axes[row, 0].text(-0.12, 0.5, f"{a} / {b}: {pair['errors']}", transform=axes[row, 0].transAxes,
+                          rotation=90, ha="right", va="center", fontsize=9)
+    if not rows:
+        axes[0, 0].text(0.5, 0.5, "no misclassified\ntest images", ha="center", va="center")
+    figure.suptitle(f"{name}: the errors of the classes most often taken for each other (a row per pair, "
+                    f"errors both ways; the most confident {per_row} shown)", fontsize=10)
+    save_figure(figure, path)
+    plt.close(figure)
+
+
 def plot_class_confusion(labels, predicted, row_classes, column_classes, title, path):
     """Counts of images per (true class, predicted class) where the rows (the data's classes) need not be the
     columns (the model's): an external set's classes the model does not know get rows of their own."""

@@ -45,7 +45,18 @@ def classification_metrics(actual, predicted, probabilities=None, *, classes):
             for i, name in enumerate(classes)
         },
         "confusion_matrix": confusion_matrix(actual, predicted, labels=labels).tolist(),
+        "hardest_pairs": hardest_pairs(confusion_matrix(actual, predicted, labels=labels), classes),
     } | (probability_metrics(actual, probabilities, classes) if probabilities is not None else {})
+
+
+def hardest_pairs(matrix, classes, top=3):
+    """The `top` pairs of classes most often taken for each other (both directions counted), most errors first:
+    [{"pair": [a, b], "errors": n, "a_called_b": i, "b_called_a": j}, ...]; pairs without an error are left out."""
+    matrix = np.asarray(matrix)
+    pairs = [{"pair": [classes[i], classes[j]], "errors": int(matrix[i, j] + matrix[j, i]),
+              "a_called_b": int(matrix[i, j]), "b_called_a": int(matrix[j, i])}
+             for i in range(len(classes)) for j in range(i + 1, len(classes)) if matrix[i, j] + matrix[j, i]]
+    return sorted(pairs, key=lambda p: -p["errors"])[:top]  # stable: ties keep the class order
 
 
 def probability_metrics(actual, probabilities, classes):
