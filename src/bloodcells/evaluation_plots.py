@@ -57,6 +57,13 @@ def plot_reliability(results, path, bins=10):
     plt.close(figure)
 
 
+def draw_error(ax, image, name, truth, called, probability):
+    """One misclassified crop of a gallery, titled with its file name, true class and what it was called."""
+    ax.imshow(np.asarray(image).transpose(1, 2, 0))
+    ax.set_title(f"{name.removeprefix('BloodImage_')}\ntrue {truth[:5]}, called {called[:5]} {probability:.2f}",
+                 fontsize=8)
+
+
 def plot_errors(name, images, names, actual, probabilities, path, classes, what="test images"):
     """Every misclassified crop (the GALLERY_MOST most confident where there are more) with its file name,
     true class and predicted class with its probability."""
@@ -72,9 +79,7 @@ def plot_errors(name, images, names, actual, probabilities, path, classes, what=
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), wrong):
-        ax.imshow(np.asarray(images[i]).transpose(1, 2, 0))
-        ax.set_title(f"{names[i].removeprefix('BloodImage_')}\ntrue {classes[actual[i]][:4]}, called "
-                     f"{classes[predicted[i]][:4]} {probabilities[i, predicted[i]]:.2f}", fontsize=8)
+        draw_error(ax, images[i], names[i], classes[actual[i]], classes[predicted[i]], probabilities[i, predicted[i]])
     if not len(wrong):
         axes[0, 0].text(0.5, 0.5, f"no misclassified\n{what}", ha="center", va="center")
     shown = f" (the {len(wrong)} most confident shown)" if len(wrong) < len(every_wrong) else ""
@@ -100,9 +105,8 @@ def plot_pair_errors(name, images, names, actual, probabilities, pairs, path, cl
         ax.axis("off")
     for row, (pair, shown) in enumerate(rows):
         for ax, i in zip(axes[row], shown):
-            ax.imshow(np.asarray(images[i]).transpose(1, 2, 0))
-            ax.set_title(f"{names[i].removeprefix('BloodImage_')}\ntrue {classes[actual[i]][:5]}, called "
-                         f"{classes[predicted[i]][:5]} {probabilities[i, predicted[i]]:.2f}", fontsize=8)
+            draw_error(ax, images[i], names[i], classes[actual[i]], classes[predicted[i]],
+                       probabilities[i, predicted[i]])
         a, b = pair["pair"]
         axes[row, 0].text(-0.12, 0.5, f"{a} / {b}: {pair['errors']}", transform=axes[row, 0].transAxes,
                           rotation=90, ha="right", va="center", fontsize=9)

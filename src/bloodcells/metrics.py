@@ -23,6 +23,7 @@ def classification_metrics(actual, predicted, probabilities=None, *, classes):
     negatives = per_class_cm[:, 0, 0] + per_class_cm[:, 0, 1]
     specificity = np.divide(per_class_cm[:, 0, 0], negatives, out=np.zeros(len(labels)), where=negatives > 0)
     present = support > 0  # a class absent from the test split has no sensitivity to average
+    confusion = confusion_matrix(actual, predicted, labels=labels)
     n_correct = int((actual == predicted).sum())
     return {
         "accuracy": float(accuracy_score(actual, predicted)),
@@ -44,8 +45,8 @@ def classification_metrics(actual, predicted, probabilities=None, *, classes):
             }
             for i, name in enumerate(classes)
         },
-        "confusion_matrix": confusion_matrix(actual, predicted, labels=labels).tolist(),
-        "hardest_pairs": hardest_pairs(confusion_matrix(actual, predicted, labels=labels), classes),
+        "confusion_matrix": confusion.tolist(),
+        "hardest_pairs": hardest_pairs(confusion, classes),
     } | (probability_metrics(actual, probabilities, classes) if probabilities is not None else {})
 
 
