@@ -52,6 +52,11 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
+def shown_settings(settings):
+    """The -S settings a row keeps: all but the data's path (machine-specific)."""
+    return [s for s in settings if not s.split("=")[0].endswith("source")]
+
+
 def run_recipe(record, name, size, epochs, settings, models):
     """Run the pipeline with one recipe; its rows, one per model it sets, from the files the stages wrote."""
     arguments = [f"-S{s}" for s in settings + recipe_settings(size, epochs, models)]
@@ -64,6 +69,7 @@ def run_recipe(record, name, size, epochs, settings, models):
         evaluation = read_json(f"metrics/evaluate/{model}.json")
         made_on = read_json(f"metrics/train/{model}/machine.json")
         rows.append({"recipe": name, "image_size": size, "epochs": epochs, "model": model,
+                     "settings": shown_settings(settings),
                      "train_minutes": round(training["train_seconds"] / 60, 2), "run_minutes": round(minutes, 1),
                      "seconds_per_epoch": training["seconds_per_epoch"],
                      "images_per_second": training["images_per_second"],
@@ -76,13 +82,20 @@ def run_recipe(record, name, size, epochs, settings, models):
     return rows
 
 
+def recipe_label(row, common):
+    """The recipe's name, with the -S settings that not every row of the record shares (e.g. a lower ema)."""
+    own = [s for s in row["settings"] if s not in common]
+    return f"{row['recipe']} ({', '.join(own)})" if own else row["recipe"]
+
+
 def table(rows):
+    common = set.intersection(*(set(r["settings"]) for r in rows))
     lines = ["| model | recipe | px x epochs | training min | whole run min | s/epoch | img/s | data wait | "
              "val accuracy | test accuracy (95 % CI) | macro sensitivity |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda r: (MODELS.index(r["model"]), r["train_minutes"])):
         low, high = row["test_ci95"]
-        lines.append(f"| {row['model']} | {row['recipe']} | {row['image_size']} x {row['epochs']} | "
+        lines.append(f"| {row['model']} | {recipe_label(row, common)} | {row['image_size']} x {row['epochs']} | "
                      f"{row['train_minutes']:.1f} | {row['run_minutes']:.0f} | {row['seconds_per_epoch']:.1f} | "
                      f"{row['images_per_second']:.0f} | {100 * row['data_wait_share']:.1f} % | "
                      f"{row['val_accuracy']:.3f} | {row['test_accuracy']:.3f} ({low:.3f}-{high:.3f}) | "
@@ -153,8 +166,7 @@ def main():
         for recipe in recipes:
             rows = [r for r in rows if (r["recipe"], r["model"]) not in {(recipe[0], m) for m in args.models}] \
                 + run_recipe(args.record, *recipe, args.set_param, args.models)
-            write_json(path, {"settings": [s for s in args.set_param if not s.split("=")[0].endswith("source")],
-                              "rows": rows})
+            write_json(path, {"rows": rows})
     if not rows:
         raise UserError(f"{path} has no rows; run recipes first (--recipe NAME=SIZExEPOCHS)")
     report(args.record, rows)
