@@ -8,7 +8,7 @@ import torch
 import yaml
 from dvclive import Live
 
-from bloodcells.data import affine, augment, dihedral, training_batches
+from bloodcells.data import affine, augment, dihedral, dihedral_index, gather_pixels, roll_index, training_batches
 from bloodcells.errors import UserError
 from bloodcells.models import ARCHS, build_model
 from bloodcells import training
@@ -159,6 +159,24 @@ def test_dihedral_views_are_the_eight_symmetries():
     image = torch.arange(16.0).view(1, 1, 4, 4)
     views = [dihedral(image, v) for v in range(8)]
     assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+
+
+def test_the_gathered_views_and_shifts_are_rot90_flip_and_roll():
+    batch = torch.rand(8, 3, 5, 5)
+    views = gather_pixels(batch, dihedral_index(5)[torch.arange(8)])
+    assert all(torch.equal(views[v], dihedral(batch[v:v + 1], v)[0]) for v in range(8))
+    shifts = torch.tensor([[0, 0], [1, -2], [-3, 4], [7, -6], [2, 2], [-1, 0], [0, 3], [5, 5]])
+    rolled = gather_pixels(batch, roll_index(5, shifts))
+    assert all(torch.equal(rolled[i], torch.roll(batch[i], (int(dy), int(dx)), dims=(-2, -1)))
+               for i, (dy, dx) in enumerate(shifts))
+
+
+def test_augment_leaves_its_input_alone():
+    batch = torch.rand(6, 3, 16, 16)
+    kept = batch.clone()
+    augment(batch, torch.Generator().manual_seed(5), colour_jitter=0.2, max_shift=0.1)
+    augment(batch, torch.Generator().manual_seed(5), colour_jitter=0, max_shift=0)
+    assert torch.equal(batch, kept)
 
 
 def test_augment_is_reproducible_and_keeps_range():

@@ -99,7 +99,7 @@ class Recipe:
         cfg = self.cfg
         batch = augment(images.float() / 255, self.generator, cfg["colour_jitter"], cfg["max_shift"],
                         cfg["max_scale"], cfg["max_rotation"])
-        return normalise(batch * 255, self.mean, self.std).to(self.device, memory_format=CHANNELS_LAST)
+        return normalise(batch.mul_(255), self.mean, self.std).to(self.device, memory_format=CHANNELS_LAST)
 
 
 def train_one_epoch(recipe, batches, progress):
