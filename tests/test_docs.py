@@ -83,6 +83,10 @@ def test_the_readmes_pbc_table_is_the_frontier_record():
     for row in defaults:  # the default recipe's rows are conf/dataset/pbc.yaml's recipe
         assert (row["image_size"], row["epochs"]) == (params["models"][row["model"]]["image_size"],
                                                       params["models"][row["model"]]["epochs"])
+    quick = yaml.safe_load((ROOT / "conf/dataset/pbc_quick.yaml").read_text())
+    for row in (r for r in record["rows"] if r["recipe"] == "quick"):  # -S dataset=pbc_quick is what was measured
+        assert row["epochs"] == quick["models"][row["model"]]["epochs"]
+        assert f"train.ema={quick['train']['ema']}" in row["settings"]
     for row in record["rows"]:
         if row["recipe"] in ("default", "long"):
             low, high = row["test_ci95"]
