@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -126,6 +127,9 @@ def plot(rows, record, path, reference=0.96):
     axes.text(0.01, reference + 0.002, f"{reference}: published (pretrained VGG-16, another split)", fontsize=7,
               color="grey", transform=axes.get_yaxis_transform())
     axes.set_xscale("log")
+    axes.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 3, 5, 10, 20, 30, 60, 120]))
+    axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # log-scale minor labels overlap the major ones
     axes.set_ylim(FLOOR - 0.01, 1.0)
     axes.set_xlabel("training minutes, log scale (2-core CPU: see the table for which)")
     axes.set_ylabel(f"test accuracy ({rows[0]['test_images']} images, 95 % CI)")
