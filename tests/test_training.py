@@ -130,6 +130,17 @@ def test_auto_precision_follows_the_cpu_and_the_family(monkeypatch, native):
     assert autocast_dtype("bf16") == torch.bfloat16 and autocast_dtype("fp32") is None
 
 
+def test_a_run_under_an_imitated_smaller_cpu_says_so(monkeypatch):
+    from bloodcells import machine
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    plain = machine.describe(torch.device("cpu"), 2, "fp32")
+    assert "onednn_max_cpu_isa" not in plain and "oneDNN" not in machine.summary_line(plain)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    held = machine.describe(torch.device("cpu"), 2, "fp32")
+    assert held["onednn_max_cpu_isa"] == "AVX2"
+    assert "kernels, oneDNN held to AVX2), 2 threads" in machine.summary_line(held)
+
+
 def test_explicit_bf16_on_a_cpu_without_it_warns_once(monkeypatch):
     monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
     with warnings.catch_warnings(record=True) as caught:

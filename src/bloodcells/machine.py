@@ -1,6 +1,7 @@
 """What machine a run is on: the CPU's model and the instruction sets that decide speed and last bits, the
 device, torch's version and the thread count. Training records it next to its metrics and in the checkpoint,
 so a result says which machine made it; `precision: auto` asks it whether bfloat16 is native here."""
+import os
 import platform
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def describe(device, threads, precision):
     record = {"device": str(device), "cpu": cpu_model(), **{f"cpu_{k}": v for k, v in cpu_flags().items()},
               "native_bf16": cpu_has_native_bf16(), "torch_cpu_kernels": torch.backends.cpu.get_cpu_capability(),
               "torch": torch.__version__, "threads": threads, "precision": precision}
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # an imitated smaller CPU (benchmarks: AVX2 only) says so
+        record["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     if device.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(device)
     return record
@@ -60,5 +63,9 @@ def summary_line(record):
                                       ("cpu_avx512_bf16", "AVX-512 BF16"), ("cpu_amx_bf16", "AMX")) if record.get(key)]
     where = record.get("gpu") or f"{record.get('cpu')} ({', '.join(flags) or 'no AVX2'})"
     kernels = record.get("torch_cpu_kernels")
-    return (f"{where}, torch {record.get('torch')} ({kernels} kernels), {record.get('threads')} threads"
+    if kernels and record.get("onednn_max_cpu_isa"):
+        kernels += f" kernels, oneDNN held to {record['onednn_max_cpu_isa']}"
+    elif kernels:
+        kernels += " kernels"
+    return (f"{where}, torch {record.get('torch')} ({kernels}), {record.get('threads')} threads"
             if kernels else f"{where}, torch {record.get('torch')}, {record.get('threads')} threads")
