@@ -11,7 +11,7 @@ from dvclive import Live
 from bloodcells.data import affine, augment, dihedral, dihedral_index, gather_pixels, roll_index, training_batches
 from bloodcells.errors import UserError
 from bloodcells.models import ARCHS, build_model
-from bloodcells import training
+from bloodcells import machine, training
 from bloodcells.training import autocast_dtype, resolve_precision, seed_everything, train_model
 from conftest import ROOT, set_params, stage
 
@@ -131,7 +131,6 @@ def test_auto_precision_follows_the_cpu_and_the_family(monkeypatch, native):
 
 
 def test_a_run_under_an_imitated_smaller_cpu_says_so(monkeypatch):
-    from bloodcells import machine
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     plain = machine.describe(torch.device("cpu"), 2, "fp32")
     assert "onednn_max_cpu_isa" not in plain and "oneDNN" not in machine.summary_line(plain)

@@ -63,9 +63,7 @@ def summary_line(record):
                                       ("cpu_avx512_bf16", "AVX-512 BF16"), ("cpu_amx_bf16", "AMX")) if record.get(key)]
     where = record.get("gpu") or f"{record.get('cpu')} ({', '.join(flags) or 'no AVX2'})"
     kernels = record.get("torch_cpu_kernels")
-    if kernels and record.get("onednn_max_cpu_isa"):
-        kernels += f" kernels, oneDNN held to {record['onednn_max_cpu_isa']}"
-    elif kernels:
-        kernels += " kernels"
-    return (f"{where}, torch {record.get('torch')} ({kernels}), {record.get('threads')} threads"
-            if kernels else f"{where}, torch {record.get('torch')}, {record.get('threads')} threads")
+    if not kernels:  # a record made before the kernels were recorded
+        return f"{where}, torch {record.get('torch')}, {record.get('threads')} threads"
+    held = f", oneDNN held to {record['onednn_max_cpu_isa']}" if record.get("onednn_max_cpu_isa") else ""
+    return f"{where}, torch {record.get('torch')} ({kernels} kernels{held}), {record.get('threads')} threads"
