@@ -1,13 +1,14 @@
 """Cross-validate the pipeline as DVC experiments; report pooled scores with intervals and paired tests.
 
-Usage: python src/sweep.py [--folds 5] [--repeats 1 | --seeds 0 1 ...] [--train-seeds 0 1] [-S key=value ...]
-                           [--jobs N]
+Usage: python src/sweep.py [--folds 5] [--only-folds 0 1] [--repeats 1 | --seeds 0 1 ...] [--train-seeds 0 1]
+                           [-S key=value ...] [--jobs N]
        python src/sweep.py --report-only
        python src/sweep.py --record start_pbc --against defaults
 
 With --folds K (K >= 2, default 5) every test fold k of a stratified K-fold partition is one queued
 `dvc exp run --queue -S data.folds=K -S data.fold=k -S data.seed=S --name cv5-s0-f0`, so every cleaned image
-is tested exactly once per repeat; --repeats R reshuffles the folds with data seeds 0 .. R-1 (or give
+is tested exactly once per repeat (--only-folds runs some of them: a recipe chosen on those folds is then
+reported on the others); --repeats R reshuffles the folds with data seeds 0 .. R-1 (or give
 them with --seeds). With --train-seeds each fold is trained once per training seed. --folds 0 runs
 the old random split (clean.test_size) once per --seeds seed, named split-S. The runs go through DVC's
 own queue: --jobs N starts N workers (`dvc queue start -j N`), each in a temporary copy of the repository,
@@ -57,7 +58,7 @@ def is_path_key(key):
     return key.strip() == "source" or key.strip().endswith(".source")
 
 
-def record_name(folds, seeds, train_seeds, extra_sets):
+def record_name(folds, seeds, train_seeds, extra_sets, only_folds=None):
     """The default record name: `defaults` for params.yaml as it is, else the settings that differ from it
     (a dataset recipe by its name, a key without its section and its value) and any seeds or fold count other than the defaults'."""
     parts = []
@@ -69,6 +70,8 @@ def record_name(folds, seeds, train_seeds, extra_sets):
             parts.append("_".join(key.strip().split(".")[1:] or [key.strip()]) + "_" + value.strip())
     if folds != 5:
         parts.append(f"cv{folds}" if folds else "random_splits")
+    if only_folds:
+        parts.append("folds_" + "-".join(map(str, only_folds)))
     if list(seeds) != [0]:
         parts.append("seeds_" + "-".join(map(str, seeds)))
     if train_seeds:
@@ -76,9 +79,9 @@ def record_name(folds, seeds, train_seeds, extra_sets):
     return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts)) if parts else "defaults"
 
 
-def planned_runs(folds, seeds, train_seeds):
+def planned_runs(folds, seeds, train_seeds, only_folds=None):
     """(data seed, fold or None, training seed or None) of every experiment, in run order."""
-    return [(seed, fold, train_seed) for seed in seeds for fold in (range(folds) if folds else [None])
+    return [(seed, fold, train_seed) for seed in seeds for fold in (only_folds or range(folds) if folds else [None])
             for train_seed in train_seeds or [None]]
 
 
@@ -252,10 +255,12 @@ def readme_tables(summary, params):
     return "\n".join(lines) + "\n"
 
 
-def describe(folds, seeds, train_seeds, extra_sets, data_source):
+def describe(folds, seeds, train_seeds, extra_sets, data_source, only_folds=None):
     """The record's first line: the folds and seeds, the data (a local copy by what it holds, never by a path of
     this machine) and the settings that differ from params.yaml."""
-    how = (f"{folds}-fold cross-validation, data seeds {', '.join(map(str, seeds))} (every image tested once per seed)"
+    tested = (f"folds {', '.join(map(str, only_folds))} only (each of their images tested once per seed)"
+              if only_folds else "every image tested once per seed")
+    how = (f"{folds}-fold cross-validation, data seeds {', '.join(map(str, seeds))} ({tested})"
            if folds else f"random splits with seeds {', '.join(map(str, seeds))} (test sets overlap)")
     if train_seeds:
         how += f", training seeds {', '.join(map(str, train_seeds))}"
@@ -272,6 +277,8 @@ def describe(folds, seeds, train_seeds, extra_sets, data_source):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5, help="K of K-fold cross-validation (0: random splits)")
+    parser.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="K",
+                        help="run these test folds only (choose a recipe on some folds, report it on the others)")
     parser.add_argument("--repeats", type=int, default=1, help="reshuffle the folds R times (data seeds 0 .. R-1)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="data seeds (instead of --repeats)")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=None,
@@ -301,10 +308,16 @@ def parse_args():
     args.seeds = args.seeds if args.seeds is not None else list(range(args.repeats))
     if args.record is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.record):
         raise UserError(f"--record must be a plain name (letters, digits, . _ -), got {args.record!r}")
-    args.record = args.record or record_name(args.folds, args.seeds, args.train_seeds, args.set_param)
-    for option, values in (("--seeds", args.seeds), ("--train-seeds", args.train_seeds or [])):
+    if args.only_folds and not all(0 <= fold < args.folds for fold in args.only_folds):
+        raise UserError(f"--only-folds must name folds from 0 to --folds - 1 = {args.folds - 1}, got "
+                        f"{' '.join(map(str, args.only_folds))}" if args.folds else
+                        "--only-folds needs K-fold cross-validation (--folds 2 or more), not random splits")
+    args.record = args.record or record_name(args.folds, args.seeds, args.train_seeds, args.set_param,
+                                             args.only_folds)
+    for option, values, what in (("--seeds", args.seeds, "seed"), ("--train-seeds", args.train_seeds or [], "seed"),
+                                 ("--only-folds", args.only_folds or [], "fold")):
         if len(set(values)) != len(values):
-            raise UserError(f"{option} repeats a seed ({' '.join(map(str, values))}); give each seed once")
+            raise UserError(f"{option} repeats a {what} ({' '.join(map(str, values))}); give each {what} once")
     reserved = {"train.seed": "--train-seeds", "data.seed": "--seeds", "data.folds": "--folds", "data.fold": "--folds"}
     for assignment in args.set_param:
         key = assignment.split("=")[0].strip()
@@ -374,7 +387,8 @@ def main():
     params = load_params()
     models = list(params["models"])
     sets = run_settings(args, params)
-    runs = {experiment_name(args.folds, *run): run for run in planned_runs(args.folds, args.seeds, args.train_seeds)}
+    runs = {experiment_name(args.folds, *run): run
+            for run in planned_runs(args.folds, args.seeds, args.train_seeds, args.only_folds)}
     started = time.perf_counter()
     if not args.collect_only:
         for name, run in runs.items():
@@ -394,7 +408,7 @@ def main():
     given = {a.split("=", 1)[0].strip(): a.split("=", 1)[1].strip() for a in args.set_param if "=" in a}
     data_source = sources.describe_source(given.get("data.source", params["data"]["source"]),
                                           params["fetch"]["manifest"])
-    description = describe(args.folds, args.seeds, args.train_seeds, sets, data_source)
+    description = describe(args.folds, args.seeds, args.train_seeds, sets, data_source, args.only_folds)
     minutes = (time.perf_counter() - started) / 60
     how = "collected" if args.collect_only else f"{args.jobs} worker(s), {minutes:.0f} min"
     write_report(predictions, f"{description} {len(runs)} runs, {how}.", args.record, str(kept),

@@ -1,7 +1,8 @@
 """Stage train@<model>: train one model on data/clean and save models/<model>.pt.
 
 Usage: python src/train.py resnet|efficientnet|alexnet
-Parameters: the `train` section of params.yaml, overridden by `models.<model>`.
+Parameters: the `train` section of params.yaml, overridden by `models.<model>`, and by `finetune` when the model
+starts from learnt weights.
 """
 import argparse
 from pathlib import Path
@@ -29,7 +30,14 @@ def model_config(params, name):
     if cfg.get("weights") and weights_dir not in Path(cfg["weights"]).expanduser().resolve().parents:
         raise UserError(f"models.{name}.weights must be a file under {WEIGHTS_DIR / name}/ (a declared dependency "
                         f"of train@{name}); copy {cfg['weights']} there")
-    return cfg
+    return fine_tuning_recipe(cfg, params["finetune"]) if cfg.get("weights") or cfg["pretrained"] else cfg
+
+
+def fine_tuning_recipe(cfg, finetune):
+    """The model's recipe with finetune's changes: its epochs, its learning rate scaled, its ema."""
+    changed = {"lr": cfg["lr"] * finetune["lr_scale"]}
+    changed.update({key: finetune[key] for key in ("epochs", "ema") if finetune[key] is not None})
+    return Params({**cfg, **changed}, cfg.where, fallback=cfg.fallback)
 
 
 @stage_main
@@ -37,7 +45,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help=" | ".join(ARCHS))
     name = parser.parse_args().model
-    cfg = model_config(load_params(("train", f"models.{name}") if name in ARCHS else ()), name)
+    cfg = model_config(load_params(("train", f"models.{name}", "finetune") if name in ARCHS else ()), name)
+    if cfg.get("weights") or cfg["pretrained"]:
+        print(f"{name}: fine-tuning the learnt weights for {cfg['epochs']} epochs at lr {cfg['lr']:g}, ema {cfg['ema']:g} "
+              "(the model's recipe with params.yaml's finetune)")
     device = resolve_device(cfg["device"])
     torch.set_num_threads(cfg["threads"])  # a sum split over more threads rounds differently: part of the recipe
     classes = class_list.read()

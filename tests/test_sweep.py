@@ -115,6 +115,9 @@ def test_report_refuses_models_scored_on_different_images():
     (["--folds", "1"], "--folds must be 0 (random splits) or at least 2"),
     (["--repeats", "0"], "--repeats must be at least 1"),
     (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--only-folds", "1", "1"], "--only-folds repeats a fold"),
+    (["--only-folds", "5"], "--only-folds must name folds from 0 to --folds - 1 = 4, got 5"),
+    (["--folds", "0", "--only-folds", "0"], "--only-folds needs K-fold cross-validation"),
 ])
 def test_bad_sweep_arguments_are_one_line_before_any_run(args, message, tmp_path):
     result = run([sys.executable, str(ROOT / "src/sweep.py"), *args], tmp_path, check=False)

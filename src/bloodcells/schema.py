@@ -175,6 +175,13 @@ MODELS = {  # a model's section: its arch, and any train key to override
 }
 
 
+class Finetune(Section):
+    """Changes to a model's own recipe when it starts from learnt weights (src/train.py)."""
+    epochs: Optional[PositiveInt]
+    lr_scale: Annotated[Number, Field(gt=0)]
+    ema: Optional[at_least(0, below=1)]
+
+
 class Evaluate(Section):
     tta: Bool
     batch_size: PositiveInt
@@ -226,7 +233,7 @@ class Pretrain(LabelledCopy):
 
 
 SECTIONS = {"data": Data, "fetch": Fetch, "clean": Clean, "explore": Explore, "train": Train,
-            "evaluate": Evaluate, "external": External, "pretrain": Pretrain, **{f"models.{name}": model for name, model in MODELS.items()}}
+            "finetune": Finetune, "evaluate": Evaluate, "external": External, "pretrain": Pretrain, **{f"models.{name}": model for name, model in MODELS.items()}}
 
 
 def validate(params, sections, source="params.yaml", data_classes=None):
