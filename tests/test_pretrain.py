@@ -11,7 +11,7 @@ from bloodcells import pretraining, schema
 from bloodcells.errors import UserError
 from bloodcells.inference import load_checkpoint
 from bloodcells.models import build_model, classification_head, load_weights
-from conftest import run, set_defaults
+from conftest import run, set_defaults, set_params
 from test_class_folders import readme_command
 from test_external import class_folder_set
 
@@ -106,6 +106,10 @@ def test_start_from_another_set_through_the_pipeline(project, tmp_path):
         assert "selected_val_accuracy" in trained
     assert "Running stage 'clean'" not in result.stdout and "Running stage 'fetch'" not in result.stdout
     assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+    assert "resnet: fine-tuning the learnt weights for" in result.stdout
+    set_params(project, {"finetune": {"lr_scale": 0.5}})  # a fine-tuning variant: training reruns, pretraining not
+    stale = run(["dvc", "status"], project).stdout
+    assert "train@resnet" in stale and "pretrain@" not in stale and "clean:" not in stale
     next(lab.glob("neutrophil/*.jpg")).unlink()  # the weights' source changed: pretraining and what follows rerun
     stale = run(["dvc", "status"], project).stdout
     assert "pretrain@resnet" in stale and "clean:" not in stale and "fetch:" not in stale

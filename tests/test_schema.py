@@ -10,7 +10,7 @@ from bloodcells.errors import UserError
 from conftest import ROOT, run, set_params
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-ALL = ["data", "fetch", "clean", "explore", "train", "models", "evaluate"]
+ALL = ["data", "fetch", "clean", "explore", "train", "models", "finetune", "evaluate"]
 
 
 def problems(changes, sections=ALL, remove=(), data_classes=None):
@@ -66,6 +66,9 @@ def test_the_projects_params_pass():
     ({"clean.edge_cells": "wrap"}, "clean.edge_cells: must be 'pad' or 'shift', got 'wrap'"),
     ({"clean.undersample": {"NEUTROPHIL": 1}}, "clean.undersample.NEUTROPHIL: must be less than 1, got 1"),
     ({"data.synthetic.per_class": 2}, "data.synthetic.per_class: must be greater than or equal to 3, got 2"),
+    ({"finetune.lr_scale": 0}, "finetune.lr_scale: must be greater than 0, got 0"),
+    ({"finetune.epochs": 2.5}, "finetune.epochs: must be a valid integer, got 2.5"),
+    ({"finetune.ema": 1}, "finetune.ema: must be less than 1, got 1"),
 ])
 def test_each_kind_of_problem_is_named_with_its_key_and_value(changes, message):
     assert message in problems(changes)

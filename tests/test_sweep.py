@@ -165,6 +165,15 @@ def test_each_configuration_has_its_own_record_named_for_what_it_is():
     assert sweep.record_name(5, [0], None, ["dataset=pbc", "data.source=/x/PBC.zip"]) == "pbc"
     assert sweep.record_name(5, [0], None, ["start=pbc", "pretrain.source=/x/PBC"]) == "start_pbc"
     assert sweep.record_paths("defaults")[1].as_posix() == "metrics/sweep_defaults.md"
+    assert sweep.record_name(5, [0], None, ["finetune.lr_scale=0.3"], only_folds=[0, 1]) == "lr_scale_0.3_folds_0-1"
+
+
+def test_only_folds_runs_those_folds_and_the_record_says_so():
+    assert sweep.planned_runs(5, [0, 1], None, only_folds=[2, 4]) == [(0, 2, None), (0, 4, None), (1, 2, None),
+                                                                       (1, 4, None)]
+    assert len(sweep.planned_runs(5, [0], None)) == 5
+    said = sweep.describe(5, [0], None, [], "bccd", only_folds=[2, 4])
+    assert "5-fold cross-validation, data seeds 0 (folds 2, 4 only" in said
 
 
 def test_a_record_names_a_local_copy_by_what_it_holds_never_by_its_path(tmp_path):
@@ -207,6 +216,17 @@ def test_a_record_against_another_counts_the_images_only_one_got_right_per_model
     assert alexnet["difference"] == 0 and alexnet["mcnemar"][0]["p_value"] == 1
     said = record_comparison.markdown(pairs, "start_pbc", "defaults")
     assert "| resnet | 0.950 | 0.700 | +25.0 points" in said and "Significant at 0.05 after Holm: resnet." in said
+
+
+def test_a_record_of_some_folds_is_compared_on_those_folds_of_a_record_of_all():
+    everything = kept_predictions([i >= 12 for i in range(40)])  # images 0-11 wrong
+    some = kept_predictions([True] * 40)
+    some = some[some["fold"].isin([0, 1])]  # 16 images, of which 0, 1, 5, 6, 10, 11 wrong in the other record
+    resnet, = record_comparison.compare_records(some, everything, "tuned_folds_0-1", "start_pbc")
+    assert (resnet["accuracy_a"], resnet["accuracy_b"]) == (1.0, 10 / 16)
+    assert (resnet["mcnemar"][0]["only_a_right"], resnet["mcnemar"][0]["only_b_right"]) == (6, 0)
+    with pytest.raises(sweep.UserError, match="were not tested on the same images"):  # not the other way round
+        record_comparison.compare_records(everything, some, "start_pbc", "tuned_folds_0-1")
 
 
 def test_records_of_other_test_images_are_one_line():
