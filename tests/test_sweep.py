@@ -137,13 +137,29 @@ def test_wait_follows_the_queue_shows_a_failed_runs_log_and_returns_every_outcom
     assert "a: success after" in output and "b: failed after" in output and "error: the log of b" in output
 
 
-def test_wait_stops_when_no_worker_is_left_for_queued_runs(monkeypatch):
+def test_wait_replaces_a_stopped_worker_once_per_run_then_stops(monkeypatch, capsys):
     monkeypatch.setattr(exp_queue, "queue_status", lambda: ({"a": "Queued"}, 0))
     monkeypatch.setattr(exp_queue.time, "sleep", lambda seconds: None)
+    started = []
+    monkeypatch.setattr(exp_queue, "start_workers", lambda jobs: started.append(jobs))
     clock = iter(range(0, 10000, 30))
     monkeypatch.setattr(exp_queue.time, "perf_counter", lambda: next(clock))
     with pytest.raises(sweep.UserError, match="wait in the queue but no DVC queue worker has run for 10 min"):
         exp_queue.wait(["a"], started=0.0)
+    shown = capsys.readouterr()
+    assert started == [1] and "no DVC queue worker is left for 1 queued runs" in shown.out + shown.err
+
+
+def test_wait_goes_on_with_the_replaced_worker(monkeypatch):
+    states = iter([({"a": "Success", "b": "Queued"}, 0)] * 6 + [({"a": "Success", "b": "Running"}, 1),
+                                                                 ({"a": "Success", "b": "Success"}, 0)])
+    monkeypatch.setattr(exp_queue, "queue_status", lambda: next(states))
+    monkeypatch.setattr(exp_queue.time, "sleep", lambda seconds: None)
+    started = []
+    monkeypatch.setattr(exp_queue, "start_workers", lambda jobs: started.append(jobs))
+    clock = iter(range(0, 10000, 30))
+    monkeypatch.setattr(exp_queue.time, "perf_counter", lambda: next(clock))
+    assert exp_queue.wait(["a", "b"], started=0.0) == {"a": "Success", "b": "Success"} and started == [1]
 
 
 def test_wait_trusts_a_running_experiment_whose_busy_worker_does_not_answer(monkeypatch):

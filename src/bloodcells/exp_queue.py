@@ -60,11 +60,13 @@ def log_tail(name, lines=30):
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def wait(names, started, poll_seconds=5, no_worker_grace=600):
+def wait(names, started, poll_seconds=5, no_worker_grace=600, restart_after=120):
     """Follow the queued experiments until each has succeeded or failed: a progress bar, one line per finished run,
-    the end of a failed run's log (`started`: time.perf_counter() at the sweep's start). Returns {name: status}. Ctrl-C stops the sweep's runs (dvc queue kill/remove)."""
+    the end of a failed run's log (`started`: time.perf_counter() at the sweep's start). Returns {name: status}.
+    A worker that stopped with runs still queued (treeverse/dvc#10562) is replaced after `restart_after` seconds,
+    once per run at most. Ctrl-C stops the sweep's runs (dvc queue kill/remove)."""
     seen, running_since = {}, {}
-    last_worker_seen = started
+    last_worker_seen, restarts = started, 0
     try:
         with tqdm(total=len(names), unit="run", desc="experiments") as bar:
             while True:
@@ -91,7 +93,12 @@ def wait(names, started, poll_seconds=5, no_worker_grace=600):
                 # a busy worker may not answer DVC's status call: only queued runs with none running count
                 running = any(seen[name] == "Running" for name in pending)
                 last_worker_seen = now if workers or running else last_worker_seen
-                if now - last_worker_seen > no_worker_grace:
+                if now - last_worker_seen > restart_after and restarts < len(names):
+                    tqdm.write(f"no DVC queue worker is left for {len(pending)} queued runs (DVC's worker can stop "
+                               "early, treeverse/dvc#10562): starting one")
+                    start_workers(1)
+                    restarts, last_worker_seen = restarts + 1, now
+                elif now - last_worker_seen > no_worker_grace:
                     raise UserError(f"{len(pending)} experiments wait in the queue but no DVC queue worker has run "
                                     f"for {no_worker_grace // 60:.0f} min; start one with `dvc queue start`, then "
                                     "collect the results with the same sweep command and --collect-only")
