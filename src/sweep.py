@@ -4,6 +4,7 @@ Usage: python src/sweep.py [--folds 5] [--only-folds 0 1] [--repeats 1 | --seeds
                            [-S key=value ...] [--jobs N]
        python src/sweep.py --report-only
        python src/sweep.py --record start_pbc --against defaults
+       python src/sweep.py --merge pbc_folds_0-2 pbc_folds_3-4 --record pbc
 
 With --folds K (K >= 2, default 5) every test fold k of a stratified K-fold partition is one queued
 `dvc exp run --queue -S data.folds=K -S data.fold=k -S data.seed=S --name cv5-s0-f0`, so every cleaned image
@@ -20,7 +21,8 @@ it is `defaults` for params.yaml as it is, else named after the -S settings and 
 (git-ignored: it holds the dataset's labels, which are not ours to commit); from them the record reports,
 per model, accuracy, macro sensitivity and specificity pooled over all test predictions with 95 % bootstrap
 intervals (resampling images), the per-fold spread, AUC, kappa and calibration, and for every pair of models
-the accuracy difference with McNemar's exact test. --report-only recomputes a record from its kept predictions.
+the accuracy difference with McNemar's exact test. --report-only recomputes a record from its kept predictions;
+--merge pools records of one configuration made on different folds (a sweep run some folds at a time).
 """
 import argparse
 import io
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bloodcells import exp_queue, record_comparison, sources
+from bloodcells import exp_queue, record_comparison, record_merging, sources
 from bloodcells.atomic import atomic_file, write_json, write_text
 from bloodcells.errors import UserError, stage_main
 from bloodcells.metrics import classification_metrics
@@ -102,12 +104,13 @@ def experiment_args(folds, seed, fold, train_seed, extra_sets):
     return args
 
 
-def collect_predictions(name, models, seed, fold, train_seed):
+def collect_predictions(name, models, seed, fold, train_seed, baseline=None):
     """The test predictions of every model (metrics/evaluate/predictions/<model>.csv, kept in git) as experiment
-    `name` committed them, labelled by run."""
+    `name` (queued on commit `baseline`) committed them, labelled by run."""
     frames = []
     for model in models:
-        frame = pd.read_csv(io.StringIO(exp_queue.read_file(name, f"metrics/evaluate/predictions/{model}.csv")))
+        text = exp_queue.read_file(name, f"metrics/evaluate/predictions/{model}.csv", baseline)
+        frame = pd.read_csv(io.StringIO(text))
         frame.insert(0, "model", model)
         frame.insert(0, "train_seed", -1 if train_seed is None else train_seed)
         frame.insert(0, "fold", -1 if fold is None else fold)
@@ -116,13 +119,13 @@ def collect_predictions(name, models, seed, fold, train_seed):
     return pd.concat(frames, ignore_index=True)
 
 
-def trained_on(names):
+def trained_on(names, baseline=None):
     """Which machines trained the runs, and in which precision: the lines of each experiment's compare.md that say
     so (compare.md is kept in git; the machine records themselves are cached outputs)."""
     lines = set()
     for name in names:
         try:
-            text = exp_queue.read_file(name, "metrics/compare.md")
+            text = exp_queue.read_file(name, "metrics/compare.md", baseline)
         except UserError:
             continue
         lines |= {line.strip("- ").strip() for line in text.splitlines()
@@ -255,11 +258,20 @@ def readme_tables(summary, params):
     return "\n".join(lines) + "\n"
 
 
+EVERY_IMAGE = "every image tested once per seed"
+SOME_FOLDS = re.compile(r"folds [0-9, ]+ only \(each of their images tested once per seed\)")
+RUN_COUNT = re.compile(r" [0-9]+ runs, (collected|[0-9]+ worker\(s\), [0-9]+ min|merged from records .*)\.$")
+
+
+def tested_folds(only_folds):
+    return (f"folds {', '.join(map(str, only_folds))} only (each of their images tested once per seed)"
+            if only_folds else EVERY_IMAGE)
+
+
 def describe(folds, seeds, train_seeds, extra_sets, data_source, only_folds=None):
     """The record's first line: the folds and seeds, the data (a local copy by what it holds, never by a path of
     this machine) and the settings that differ from params.yaml."""
-    tested = (f"folds {', '.join(map(str, only_folds))} only (each of their images tested once per seed)"
-              if only_folds else "every image tested once per seed")
+    tested = tested_folds(only_folds)
     how = (f"{folds}-fold cross-validation, data seeds {', '.join(map(str, seeds))} ({tested})"
            if folds else f"random splits with seeds {', '.join(map(str, seeds))} (test sets overlap)")
     if train_seeds:
@@ -272,6 +284,44 @@ def describe(folds, seeds, train_seeds, extra_sets, data_source, only_folds=None
             settings.append(f"{key}=<{sources.describe_source(value.strip(), None)}>" if is_path_key(key)
                             else assignment)
     return how + (f"; with {' '.join(settings)}" if settings else "") + "."
+
+
+def merged_description(descriptions, folds_run):
+    """The description of records merged: theirs, which must agree but for the folds they ran, with the folds of
+    all of them."""
+    configurations = {name: SOME_FOLDS.sub(EVERY_IMAGE, RUN_COUNT.sub("", text)) for name, text in descriptions.items()}
+    (first, configuration), *others = configurations.items()
+    for record, other in others:
+        if other != configuration:
+            raise UserError(f"records {first} and {record} were made with other settings ({configuration!r} against "
+                            f"{other!r}); merge records of one configuration only")
+    folds = re.match(r"([0-9]+)-fold cross-validation", configuration)
+    if folds is None:
+        raise UserError("only records of K-fold cross-validation merge (random splits overlap)")
+    if sorted(folds_run) != list(range(int(folds.group(1)))):
+        configuration = configuration.replace(EVERY_IMAGE, tested_folds(sorted(folds_run)), 1)
+    return configuration
+
+
+def merge(records, record):
+    """Pool the kept predictions of `records` into `record`, and report it."""
+    kept = {}
+    for name in records:
+        report_json, _, path = record_paths(name)
+        if not path.is_file() or not report_json.is_file():
+            raise UserError(f"{path if not path.is_file() else report_json} not found; run that record's sweep on "
+                            "this machine first (the kept predictions are not in git)")
+        kept[name] = pd.read_csv(path)
+    predictions = record_merging.merge_predictions(kept)
+    earlier = {name: json.loads(record_paths(name)[0].read_text()) for name in records}
+    description = merged_description({name: e.get("description", "") for name, e in earlier.items()},
+                                     set(predictions["fold"]))
+    runs = len(record_merging.runs_of(predictions))
+    with atomic_file(record_paths(record)[2]) as tmp:
+        predictions.to_csv(tmp, index=False)
+    made_on = sorted({line for e in earlier.values() for line in e.get("trained_on", [])})
+    write_report(predictions, f"{description} {runs} runs, merged from records {', '.join(records)}.", record,
+                 str(record_paths(record)[2]), made_on)
 
 
 def parse_args():
@@ -298,7 +348,16 @@ def parse_args():
                              "both records' kept predictions, into metrics/sweep_<record>_vs_<RECORD>.md, and exit")
     parser.add_argument("--collect-only", action="store_true",
                         help="queue nothing: collect the finished experiments of these arguments and report")
+    parser.add_argument("--merge", nargs="+", metavar="RECORD",
+                        help="pool records of one configuration made on different folds (--only-folds) into the "
+                             "record named by --record, and exit")
     args = parser.parse_args()
+    if args.merge is not None:
+        if args.record is None:
+            raise UserError("--merge needs --record NAME: the name of the merged record")
+        if len(args.merge) < 2 or len(set(args.merge)) != len(args.merge) or args.record in args.merge:
+            raise UserError(f"--merge takes two or more different records other than --record {args.record}, got "
+                            f"{' '.join(args.merge)}")
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     if args.folds == 1 or args.folds < 0:
@@ -360,6 +419,9 @@ def run_settings(args, params):
 def main():
     args = parse_args()
     report_json, _, kept = record_paths(args.record)
+    if args.merge:
+        merge(args.merge, args.record)
+        return
     if args.readme_table:
         if not report_json.is_file():
             raise UserError(f"{report_json} not found; run the sweep first (or name the record with --record)")
@@ -390,6 +452,7 @@ def main():
     runs = {experiment_name(args.folds, *run): run
             for run in planned_runs(args.folds, args.seeds, args.train_seeds, args.only_folds)}
     started = time.perf_counter()
+    baseline = exp_queue.head_commit()  # queued runs are experiments of this commit, whatever is committed meanwhile
     if not args.collect_only:
         for name, run in runs.items():
             exp_queue.queue(experiment_args(args.folds, *run, sets), name)
@@ -401,7 +464,7 @@ def main():
         if failed:
             raise UserError(f"{len(failed)} of {len(runs)} experiments failed ({', '.join(failed)}; logs above and "
                             "in `dvc queue logs NAME`); fix the cause and re-run the sweep")
-    predictions = pd.concat([collect_predictions(name, models, *run) for name, run in runs.items()],
+    predictions = pd.concat([collect_predictions(name, models, *run, baseline) for name, run in runs.items()],
                             ignore_index=True)
     with atomic_file(kept) as tmp:
         predictions.to_csv(tmp, index=False)
@@ -412,7 +475,7 @@ def main():
     minutes = (time.perf_counter() - started) / 60
     how = "collected" if args.collect_only else f"{args.jobs} worker(s), {minutes:.0f} min"
     write_report(predictions, f"{description} {len(runs)} runs, {how}.", args.record, str(kept),
-                 trained_on(runs))
+                 trained_on(runs, baseline))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The sweep's bookkeeping: experiment names, the runs it plans, pooling, argument checks."""
+"""The sweep's bookkeeping: experiment names, the runs it plans, pooling, merging, argument checks."""
 import argparse
+import json
 import os
 import sys
 
@@ -118,6 +119,9 @@ def test_report_refuses_models_scored_on_different_images():
     (["--only-folds", "1", "1"], "--only-folds repeats a fold"),
     (["--only-folds", "5"], "--only-folds must name folds from 0 to --folds - 1 = 4, got 5"),
     (["--folds", "0", "--only-folds", "0"], "--only-folds needs K-fold cross-validation"),
+    (["--merge", "a", "b"], "--merge needs --record NAME"),
+    (["--merge", "a", "--record", "ab"], "--merge takes two or more different records"),
+    (["--merge", "a", "a", "--record", "ab"], "--merge takes two or more different records"),
 ])
 def test_bad_sweep_arguments_are_one_line_before_any_run(args, message, tmp_path):
     result = run([sys.executable, str(ROOT / "src/sweep.py"), *args], tmp_path, check=False)
@@ -249,3 +253,85 @@ def test_records_of_other_test_images_are_one_line():
     other = kept_predictions([True] * 40).assign(fold=0)
     with pytest.raises(sweep.UserError, match="were not tested on the same images"):
         record_comparison.compare_records(kept_predictions([True] * 40), other, "a", "b")
+
+
+def write_record(record, frame, only_folds, settings=("dataset=pbc",), made_on=("machine A",)):
+    said = sweep.describe(5, [0], None, list(settings), "a local copy", only_folds=only_folds)
+    sweep.write_report(frame, f"{said} {len(only_folds)} runs, 1 worker(s), 9 min.", record, made_on=made_on)
+    frame.to_csv(sweep.record_paths(record)[2], index=False)
+
+
+def merge_command(tmp_path, *args):
+    return run([sys.executable, str(ROOT / "src/sweep.py"), *args], tmp_path, check=False)
+
+
+def test_records_of_different_folds_merge_into_the_record_of_all_folds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    frame = predictions({"resnet": 0.9, "alexnet": 0.7}, n_images=50, folds=5)
+    write_record("pbc_folds_3-4", frame[frame["fold"] >= 3], [3, 4], made_on=("machine B",))
+    write_record("pbc_folds_0-2", frame[frame["fold"] < 3], [0, 1, 2])
+    result = merge_command(tmp_path, "--merge", "pbc_folds_3-4", "pbc_folds_0-2", "--record", "pbc")
+    assert result.returncode == 0, result.stderr
+    merged = json.loads((tmp_path / "metrics/sweep_pbc.json").read_text())
+    assert merged["description"].startswith("5-fold cross-validation, data seeds 0 (every image tested once per seed)")
+    assert merged["description"].endswith("with dataset=pbc. 5 runs, merged from records pbc_folds_3-4, pbc_folds_0-2.")
+    assert list(merged["models"]) == ["resnet", "alexnet"]  # the records' order of the models, not the alphabet's
+    assert merged["models"]["resnet"]["n_predictions"] == 50
+    assert merged["models"]["resnet"]["accuracy"]["value"] == pytest.approx(0.9)
+    assert merged["models"]["resnet"]["per_fold_accuracy"]["values"] == pytest.approx(
+        [(g["actual"] == g["predicted"]).mean() for _, g in frame[frame["model"] == "resnet"].groupby("fold")])
+    assert merged["trained_on"] == ["machine A", "machine B"]
+    pooled = pd.read_csv(tmp_path / "metrics/sweep_pbc_predictions.csv")
+    assert sorted(pooled["fold"].unique()) == [0, 1, 2, 3, 4] and len(pooled) == len(frame)
+    again = merge_command(tmp_path, "--merge", "pbc", "pbc_folds_0-2", "--record", "twice")  # fold 0-2 twice
+    assert again.returncode != 0 and "records pbc and pbc_folds_0-2 both hold the run of data seed 0, fold 0" \
+        in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_a_merge_of_some_folds_says_which(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    frame = predictions({"resnet": 0.9, "alexnet": 0.7}, n_images=50, folds=5)
+    write_record("f1", frame[frame["fold"] == 1], [1])
+    write_record("f3", frame[frame["fold"] == 3], [3])
+    assert merge_command(tmp_path, "--merge", "f1", "f3", "--record", "f13").returncode == 0
+    said = json.loads((tmp_path / "metrics/sweep_f13.json").read_text())["description"]
+    assert "(folds 1, 3 only (each of their images tested once per seed))" in said
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(settings=("dataset=pbc_long",)), "records a and b were made with other settings"),
+    (dict(models={"resnet": 0.9}), "records a and b hold other models (alexnet, resnet against resnet)"),
+    (dict(missing=True), "metrics/sweep_b_predictions.csv not found; run that record's sweep"),
+])
+def test_records_of_other_configurations_do_not_merge(change, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    frame = predictions({"resnet": 0.9, "alexnet": 0.7}, n_images=50, folds=5)
+    write_record("a", frame[frame["fold"] < 3], [0, 1, 2])
+    other = predictions(change.get("models", {"resnet": 0.9, "alexnet": 0.7}), n_images=50, folds=5)
+    if not change.get("missing"):
+        write_record("b", other[other["fold"] >= 3], [3, 4], settings=change.get("settings", ("dataset=pbc",)))
+    result = merge_command(tmp_path, "--merge", "a", "b", "--record", "ab")
+    assert result.returncode != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "metrics/sweep_ab.json").exists()
+
+
+def test_a_sweep_reads_its_runs_from_the_commit_it_queued_them_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git = lambda *args: run(["git", *args], tmp_path).stdout.strip()  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("workspace\n")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "queued on this")
+    queued_on = git("rev-parse", "HEAD")
+    (tmp_path / "a.txt").write_text("the experiment's result\n")
+    git("add", "a.txt")
+    result = git("-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", git("write-tree"), "-p", queued_on,
+                 "-m", "the experiment")
+    git("update-ref", f"refs/exps/{queued_on[:2]}/{queued_on[2:]}/cv5-s0-f0", result)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "committed while the sweep ran")
+    assert exp_queue.read_file("cv5-s0-f0", "a.txt", queued_on) == "the experiment's result\n"
+    with pytest.raises(sweep.UserError, match="experiment cv5-s0-f0 has no result on commit"):
+        exp_queue.read_file("cv5-s0-f0", "a.txt")

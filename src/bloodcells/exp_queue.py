@@ -111,19 +111,25 @@ def wait(names, started, poll_seconds=5, no_worker_grace=600, restart_after=120)
                         "finished ones are kept (dvc exp show)") from None
 
 
-def experiment_ref(name):
-    """The git ref of experiment `name` on the current commit."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+def head_commit():
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def experiment_ref(name, baseline=None):
+    """The git ref of experiment `name` queued on commit `baseline` (default: the current commit), so a sweep finds
+    its runs even if a commit was made while they ran."""
+    head = baseline or head_commit()
     ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
     found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", ref], capture_output=True, text=True)
     if found.returncode != 0:
-        raise UserError(f"experiment {name} has no result on this commit; re-run the sweep")
+        raise UserError(f"experiment {name} has no result on commit {head[:7]}; re-run the sweep")
     return ref
 
 
-def read_file(name, path):
-    """The text of `path` as experiment `name` committed it."""
-    shown = subprocess.run(["git", "show", f"{experiment_ref(name)}:{path}"], capture_output=True, text=True)
+def read_file(name, path, baseline=None):
+    """The text of `path` as experiment `name` (queued on commit `baseline`, default the current one) committed it."""
+    shown = subprocess.run(["git", "show", f"{experiment_ref(name, baseline)}:{path}"], capture_output=True,
+                           text=True)
     if shown.returncode != 0:
         raise UserError(f"experiment {name} has no {path}: {shown.stderr.strip()}")
     return shown.stdout
