@@ -259,13 +259,13 @@ def readme_tables(summary, params):
 
 
 EVERY_IMAGE = "every image tested once per seed"
-SOME_FOLDS = re.compile(r"folds [0-9, ]+ only \(each of their images tested once per seed\)")
+OF_SOME_FOLDS = "(each of their images tested once per seed)"
+SOME_FOLDS = re.compile(r"folds [0-9, ]+ only " + re.escape(OF_SOME_FOLDS))
 RUN_COUNT = re.compile(r" [0-9]+ runs, (collected|[0-9]+ worker\(s\), [0-9]+ min|merged from records .*)\.$")
 
 
 def tested_folds(only_folds):
-    return (f"folds {', '.join(map(str, only_folds))} only (each of their images tested once per seed)"
-            if only_folds else EVERY_IMAGE)
+    return f"folds {', '.join(map(str, only_folds))} only {OF_SOME_FOLDS}" if only_folds else EVERY_IMAGE
 
 
 def describe(folds, seeds, train_seeds, extra_sets, data_source, only_folds=None):
@@ -305,15 +305,14 @@ def merged_description(descriptions, folds_run):
 
 def merge(records, record):
     """Pool the kept predictions of `records` into `record`, and report it."""
-    kept = {}
+    kept, earlier = {}, {}
     for name in records:
         report_json, _, path = record_paths(name)
         if not path.is_file() or not report_json.is_file():
             raise UserError(f"{path if not path.is_file() else report_json} not found; run that record's sweep on "
                             "this machine first (the kept predictions are not in git)")
-        kept[name] = pd.read_csv(path)
+        kept[name], earlier[name] = pd.read_csv(path), json.loads(report_json.read_text())
     predictions = record_merging.merge_predictions(kept)
-    earlier = {name: json.loads(record_paths(name)[0].read_text()) for name in records}
     description = merged_description({name: e.get("description", "") for name, e in earlier.items()},
                                      set(predictions["fold"]))
     runs = len(record_merging.runs_of(predictions))
