@@ -2,7 +2,8 @@
 that train@<model> can start from it (models.<model>.weights: weights/<model>/pretrain.pt).
 
 Usage: python src/pretrain.py resnet|efficientnet|alexnet
-Parameters: `pretrain`, and the model's own recipe (`train`, `models.<model>`) from scratch, for pretrain.epochs.
+Parameters: `pretrain`, and the model's own recipe (`train`, `models.<model>`) from scratch, for pretrain.epochs
+(and pretrain.colour_jitter where set).
 Outputs: weights/<model>/pretrain.pt (a checkpoint like models/<model>.pt: its classes, its channel statistics,
 how its crops were cut), metrics/pretrain/<model>/ (DVCLive's metrics and training curves, data.json).
 """
@@ -31,6 +32,8 @@ def pretraining_recipe(params, name):
         raise UserError(f"unknown model {name!r}; params.yaml models: has {', '.join(params.get('models', {}))}")
     values = {**params["train"], **params["models"][name], "name": name, "pretrained": False, "weights": None,
               "epochs": params["pretrain"]["epochs"]}
+    if params["pretrain"].get("colour_jitter") is not None:  # colours as noise, for a target stained otherwise
+        values["colour_jitter"] = params["pretrain"]["colour_jitter"]
     return Params(values, f"models.{name}.", fallback="train.")
 
 

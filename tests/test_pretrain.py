@@ -83,6 +83,19 @@ def test_the_schema_wants_a_source_for_any_pretrained_model():
     schema.validate({"pretrain": settings | {"models": []}}, ("pretrain",))  # the default: nothing to pretrain
 
 
+def test_pretraining_trains_the_model_s_own_recipe_with_its_own_colour_jitter_unless_pretrain_sets_one():
+    import pretrain
+    params = {"train": {"colour_jitter": 0.1, "epochs": 30, "lr": 0.001}, "models": {"resnet": {"lr": 0.002}},
+              "pretrain": {"epochs": 10, "colour_jitter": None}}
+    own = pretrain.pretraining_recipe(params, "resnet")
+    assert (own["colour_jitter"], own["epochs"], own["lr"]) == (0.1, 10, 0.002)
+    params["pretrain"]["colour_jitter"] = 0.4
+    assert pretrain.pretraining_recipe(params, "resnet")["colour_jitter"] == 0.4
+    settings = {"source": None, "models": [], "classes": "shared", "epochs": 2, "val_size": 0.1, "colour_jitter": 2}
+    with pytest.raises(UserError, match=r"pretrain.colour_jitter: .*1"):
+        schema.validate({"pretrain": settings}, ("pretrain",))
+
+
 def test_start_from_another_set_through_the_pipeline(project, tmp_path):
     run(["dvc", "repro"], project)
     lab = class_folder_set(tmp_path / "lab", per_class=8)

@@ -223,6 +223,7 @@ class Pretrain(LabelledCopy):
     classes: Literal["shared", "all"]
     epochs: PositiveInt
     val_size: Share
+    colour_jitter: Optional[TRAIN_KEYS["colour_jitter"]] = None  # null: the model's own
 
     @model_validator(mode="after")
     def a_source_for_any_model(self):
