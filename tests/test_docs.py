@@ -94,3 +94,18 @@ def test_the_readmes_pbc_table_is_the_frontier_record():
                     f"**{row['test_accuracy']:.3f}** ({low:.3f}-{high:.3f}) | {row['macro_sensitivity']:.3f} | "
                     f"{row['train_minutes']:.1f} |")
             assert line in README, f"README's PBC table differs from metrics/frontier_pbc.json: {line}"
+
+
+def test_the_readmes_five_fold_pbc_figures_are_the_sweep_record():
+    record = json.loads((ROOT / "metrics/sweep_pbc.json").read_text())
+    assert sweep.EVERY_IMAGE in record["description"]  # all five folds, not a merge of some of them
+    models = record["models"]
+    images = models["resnet"]["n_images"]
+    figures = " / ".join(f"{models[name]['accuracy']['value']:.3f}" for name in FAMILY)
+    sensitivity = " / ".join(f"{models[name]['macro_sensitivity']['value']:.3f}" for name in FAMILY)
+    p_value = next(pair for pair in record["pairs"] if {pair["a"], pair["b"]} == {"resnet", "efficientnet"})
+    prose = " ".join(README.split())
+    assert f"**All five folds** ({images:,} test images" in prose
+    assert f"record `sweep_pbc`): {figures}, macro sensitivity {sensitivity}" in prose, \
+        "README's five-fold PBC figures differ from metrics/sweep_pbc.json"
+    assert f"EfficientNet-b0 vs ResNet18 p = {p_value['mcnemar'][0]['p_value']:.2f}" in prose
