@@ -141,6 +141,19 @@ def test_wait_follows_the_queue_shows_a_failed_runs_log_and_returns_every_outcom
     assert "a: success after" in output and "b: failed after" in output and "error: the log of b" in output
 
 
+def test_a_run_missing_from_one_status_table_is_not_failed_but_one_gone_for_a_minute_is(monkeypatch):
+    monkeypatch.setattr(exp_queue.time, "sleep", lambda seconds: None)
+    clock = iter(range(0, 10000, 30))
+    monkeypatch.setattr(exp_queue.time, "perf_counter", lambda: next(clock))
+    states = iter([({"a": "Success", "b": "Queued"}, 1), ({"a": "Success"}, 1),  # b between two tables once
+                   ({"a": "Success", "b": "Running"}, 1), ({"a": "Success", "b": "Success"}, 0)])
+    monkeypatch.setattr(exp_queue, "queue_status", lambda: next(states))
+    assert exp_queue.wait(["a", "b"], started=0.0) == {"a": "Success", "b": "Success"}
+    states = iter([({"a": "Success", "b": "Running"}, 1)] + [({"a": "Success"}, 0)] * 3)  # 30 s a poll
+    monkeypatch.setattr(exp_queue, "queue_status", lambda: next(states))
+    assert exp_queue.wait(["a", "b"], started=0.0) == {"a": "Success", "b": "Failed"}
+
+
 def test_wait_replaces_a_stopped_worker_once_per_run_then_stops(monkeypatch, capsys):
     monkeypatch.setattr(exp_queue, "queue_status", lambda: ({"a": "Queued"}, 0))
     monkeypatch.setattr(exp_queue.time, "sleep", lambda seconds: None)

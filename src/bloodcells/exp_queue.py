@@ -60,12 +60,13 @@ def log_tail(name, lines=30):
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def wait(names, started, poll_seconds=5, no_worker_grace=600, restart_after=120):
+def wait(names, started, poll_seconds=5, no_worker_grace=600, restart_after=120, missing_grace=60):
     """Follow the queued experiments until each has succeeded or failed: a progress bar, one line per finished run,
     the end of a failed run's log (`started`: time.perf_counter() at the sweep's start). Returns {name: status}.
     A worker that stopped with runs still queued (treeverse/dvc#10562) is replaced after `restart_after` seconds,
-    once per run at most. Ctrl-C stops the sweep's runs (dvc queue kill/remove)."""
-    seen, running_since = {}, {}
+    once per run at most. A run missing from DVC's table for `missing_grace` seconds left the queue without a
+    result: failed. Ctrl-C stops the sweep's runs (dvc queue kill/remove)."""
+    seen, running_since, missing_since = {}, {}, {}
     last_worker_seen, restarts = started, 0
     try:
         with tqdm(total=len(names), unit="run", desc="experiments") as bar:
@@ -73,7 +74,12 @@ def wait(names, started, poll_seconds=5, no_worker_grace=600, restart_after=120)
                 status, workers = queue_status()
                 now = time.perf_counter()
                 for name in names:
-                    state = status.get(name, "Failed")  # a task that left the queue without a result did not finish
+                    if name in status:
+                        missing_since.pop(name, None)
+                        state = status[name]
+                    else:  # a task moving from queued to running can drop out of one table (seen with DVC 3.x)
+                        gone = now - missing_since.setdefault(name, now) >= missing_grace
+                        state = "Failed" if gone else seen.get(name, "Queued")
                     if state == seen.get(name):
                         continue
                     seen[name] = state
