@@ -347,6 +347,9 @@ def parse_args():
                              "both records' kept predictions, into metrics/sweep_<record>_vs_<RECORD>.md, and exit")
     parser.add_argument("--collect-only", action="store_true",
                         help="queue nothing: collect the finished experiments of these arguments and report")
+    parser.add_argument("--queued-on", metavar="COMMIT",
+                        help="with --collect-only: the commit the runs were queued on, if a commit was made since "
+                             "(default: the current one)")
     parser.add_argument("--merge", nargs="+", metavar="RECORD",
                         help="pool records of one configuration made on different folds (--only-folds) into the "
                              "record named by --record, and exit")
@@ -357,6 +360,8 @@ def parse_args():
         if len(args.merge) < 2 or len(set(args.merge)) != len(args.merge) or args.record in args.merge:
             raise UserError(f"--merge takes two or more different records other than --record {args.record}, got "
                             f"{' '.join(args.merge)}")
+    if args.queued_on and not args.collect_only:
+        raise UserError("--queued-on goes with --collect-only: a sweep queues its runs on the current commit")
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     if args.folds == 1 or args.folds < 0:
@@ -451,7 +456,7 @@ def main():
     runs = {experiment_name(args.folds, *run): run
             for run in planned_runs(args.folds, args.seeds, args.train_seeds, args.only_folds)}
     started = time.perf_counter()
-    baseline = exp_queue.head_commit()  # queued runs are experiments of this commit, whatever is committed meanwhile
+    baseline = exp_queue.commit_of(args.queued_on or "HEAD")  # runs belong to the commit they were queued on
     if not args.collect_only:
         for name, run in runs.items():
             exp_queue.queue(experiment_args(args.folds, *run, sets), name)

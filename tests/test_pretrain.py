@@ -7,6 +7,7 @@ import shlex
 import pytest
 import torch
 
+import pretrain
 from bloodcells import pretraining, schema
 from bloodcells.errors import UserError
 from bloodcells.inference import load_checkpoint
@@ -84,7 +85,6 @@ def test_the_schema_wants_a_source_for_any_pretrained_model():
 
 
 def test_pretraining_trains_the_model_s_own_recipe_with_its_own_colour_jitter_unless_pretrain_sets_one():
-    import pretrain
     params = {"train": {"colour_jitter": 0.1, "epochs": 30, "lr": 0.001}, "models": {"resnet": {"lr": 0.002}},
               "pretrain": {"epochs": 10, "colour_jitter": None}}
     own = pretrain.pretraining_recipe(params, "resnet")

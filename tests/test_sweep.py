@@ -119,6 +119,7 @@ def test_report_refuses_models_scored_on_different_images():
     (["--only-folds", "1", "1"], "--only-folds repeats a fold"),
     (["--only-folds", "5"], "--only-folds must name folds from 0 to --folds - 1 = 4, got 5"),
     (["--folds", "0", "--only-folds", "0"], "--only-folds needs K-fold cross-validation"),
+    (["--queued-on", "HEAD"], "--queued-on goes with --collect-only"),
     (["--merge", "a", "b"], "--merge needs --record NAME"),
     (["--merge", "a", "--record", "ab"], "--merge takes two or more different records"),
     (["--merge", "a", "a", "--record", "ab"], "--merge takes two or more different records"),
@@ -346,5 +347,9 @@ def test_a_sweep_reads_its_runs_from_the_commit_it_queued_them_on(tmp_path, monk
     git("update-ref", f"refs/exps/{queued_on[:2]}/{queued_on[2:]}/cv5-s0-f0", result)
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "committed while the sweep ran")
     assert exp_queue.read_file("cv5-s0-f0", "a.txt", queued_on) == "the experiment's result\n"
-    with pytest.raises(sweep.UserError, match="experiment cv5-s0-f0 has no result on commit"):
+    with pytest.raises(sweep.UserError, match="experiment cv5-s0-f0 has no result on commit .*--queued-on"):
         exp_queue.read_file("cv5-s0-f0", "a.txt")
+    assert exp_queue.commit_of(queued_on[:7]) == queued_on  # --queued-on takes a short hash
+    assert exp_queue.read_file("cv5-s0-f0", "a.txt", exp_queue.commit_of("HEAD~1")) == "the experiment's result\n"
+    with pytest.raises(sweep.UserError, match="nosuch is not a commit of this repository"):
+        exp_queue.commit_of("nosuch")

@@ -117,18 +117,24 @@ def wait(names, started, poll_seconds=5, no_worker_grace=600, restart_after=120,
                         "finished ones are kept (dvc exp show)") from None
 
 
-def head_commit():
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+def commit_of(revision="HEAD"):
+    """The full hash of a commit named any way git accepts (HEAD, a short hash, a tag)."""
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], capture_output=True,
+                           text=True)
+    if found.returncode != 0:
+        raise UserError(f"{revision} is not a commit of this repository; name one as `git log` shows it")
+    return found.stdout.strip()
 
 
 def experiment_ref(name, baseline=None):
     """The git ref of experiment `name` queued on commit `baseline` (default: the current commit), so a sweep finds
     its runs even if a commit was made while they ran."""
-    head = baseline or head_commit()
+    head = baseline or commit_of()
     ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
     found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", ref], capture_output=True, text=True)
     if found.returncode != 0:
-        raise UserError(f"experiment {name} has no result on commit {head[:7]}; re-run the sweep")
+        raise UserError(f"experiment {name} has no result on commit {head[:7]}; re-run the sweep, or if it ran on an "
+                        "earlier commit, collect it with --collect-only --queued-on <that commit>")
     return ref
 
 
