@@ -1,6 +1,7 @@
 """Trained checkpoints scored on another laboratory's labelled images, each way of cutting and standardising them.
 
-Usage: python benchmarks/transfer.py --set PATH [--rename their=OURS ...] [--stain-reference PATH] CHECKPOINT ...
+Usage: python benchmarks/transfer.py --set PATH [--rename their=OURS ...] [--cut CUT ...] [--stain-reference PATH]
+       CHECKPOINT ...
 e.g.   python benchmarks/transfer.py --set <pbc copy> models/*.pt                  # BCCD's models on PBC
        python benchmarks/transfer.py --set <bccd copy> weights/*/pretrain.pt       # PBC-trained models on BCCD
 
@@ -53,14 +54,21 @@ def stain_normalised(crops, normaliser):
     return torch.stack(out), kept_as_is
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", required=True, help="a local folder or zip in either layout")
-    parser.add_argument("--rename", nargs="*", default=[], help="their_class=OUR_CLASS")
-    parser.add_argument("--cut", choices=sorted(CUTS), nargs="*", default=sorted(CUTS), help="which cuts (all)")
+    # one value per option, repeated: a list-valued option would swallow the checkpoints that follow it
+    parser.add_argument("--rename", action="append", default=[], help="their_class=OUR_CLASS, repeatable")
+    parser.add_argument("--cut", choices=sorted(CUTS), action="append", help="one cut, repeatable (all)")
     parser.add_argument("--stain-reference", help="the models' training data, for Macenko stain normalisation")
     parser.add_argument("checkpoints", nargs="+")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.cut = args.cut or sorted(CUTS)
+    return args
+
+
+def main():
+    args = parse_args()
     torch.set_num_threads(2)
     loaded = [(path, *load_checkpoint(path)) for path in args.checkpoints]
     classes = list(loaded[0][2]["classes"])

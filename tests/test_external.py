@@ -140,3 +140,17 @@ def test_a_set_is_standardised_by_the_model_s_statistics_or_with_statistics_own_
     assert mean == pytest.approx([0.4] * 3) and std == pytest.approx([0.2] * 3, rel=0.02)
     with pytest.raises(UserError, match=r"external.sets.lab.statistics: must be 'model' or 'own'"):
         schema.validate({"external": {"sets": {"lab": {"source": "/x", "statistics": "stain"}}}}, ("external",))
+
+
+def test_the_transfer_benchmarks_options_leave_the_checkpoints_after_them_alone():
+    """--cut and --rename take one value each, repeated, so checkpoints written after them stay checkpoints."""
+    import importlib.util
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location("transfer", ROOT / "benchmarks" / "transfer.py")
+    transfer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transfer)
+    args = transfer.parse_args(["--set", "s", "--cut", "stain-located", "--rename", "lympho=LYMPHOCYTE",
+                                "a.pt", "b.pt"])
+    assert args.checkpoints == ["a.pt", "b.pt"]
+    assert args.cut == ["stain-located"] and args.rename == ["lympho=LYMPHOCYTE"]
+    assert transfer.parse_args(["--set", "s", "a.pt"]).cut == sorted(transfer.CUTS)
