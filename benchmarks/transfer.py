@@ -1,7 +1,7 @@
 """Trained checkpoints scored on another laboratory's labelled images, each way of cutting and standardising them.
 
 Usage: python benchmarks/transfer.py --set PATH [--rename their=OURS ...] [--cut CUT ...] [--stain-reference PATH]
-       CHECKPOINT ...
+       [--among-set-classes] CHECKPOINT ...
 e.g.   python benchmarks/transfer.py --set <pbc copy> models/*.pt                  # BCCD's models on PBC
        python benchmarks/transfer.py --set <bccd copy> weights/*/pretrain.pt       # PBC-trained models on BCCD
 
@@ -12,7 +12,8 @@ statistics and by the set's own (external.sets.<name>.statistics: own), with tes
 does. With --stain-reference (the models' training data, either layout), also Macenko stain normalisation
 (torchstain, `pip install torchstain==1.4.1`): each crop's two stains mapped onto those of 32 training crops cut
 the same way, then the model's statistics. Prints accuracy and macro sensitivity on the images of the model's
-classes, and the 95 % interval.
+classes, and the 95 % interval. A model of classes the set lacks (PBC's 8 on BCCD's 4) answers in all of them, and
+an answer the set lacks counts as wrong; --among-set-classes restricts its answer to the set's classes.
 """
 import argparse
 import sys
@@ -54,6 +55,14 @@ def stain_normalised(crops, normaliser):
     return torch.stack(out), kept_as_is
 
 
+def among_classes(probabilities, model_classes, present):
+    """The probabilities with the model's classes outside `present` removed and the rest renormalised: the answer
+    a model of 8 classes gives when it is told the images are of the set's classes only."""
+    keep = np.array([name in present for name in model_classes])
+    kept = np.where(keep, probabilities, 0.0)
+    return kept / kept.sum(axis=1, keepdims=True)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", required=True, help="a local folder or zip in either layout")
@@ -61,6 +70,8 @@ def parse_args(argv=None):
     parser.add_argument("--rename", action="append", default=[], help="their_class=OUR_CLASS, repeatable")
     parser.add_argument("--cut", choices=sorted(CUTS), action="append", help="one cut, repeatable (all)")
     parser.add_argument("--stain-reference", help="the models' training data, for Macenko stain normalisation")
+    parser.add_argument("--among-set-classes", action="store_true",
+                        help="answer only in the classes the set has (a model of more classes than the set's)")
     parser.add_argument("checkpoints", nargs="+")
     args = parser.parse_args(argv)
     args.cut = args.cut or sorted(CUTS)
@@ -93,6 +104,8 @@ def main():
                 inputs = model_inputs(prepared, checkpoint)
                 mean, std = external.statistics(inputs, checkpoint, {"statistics": standardisation})
                 probabilities = predict_probabilities(model, inputs, mean, std, tta=True).numpy()
+                if args.among_set_classes:
+                    probabilities = among_classes(probabilities, list(checkpoint["classes"]), set(found.labels))
                 metrics = external.score(found.labels, probabilities, list(checkpoint["classes"]))
                 low, high = metrics["accuracy_ci95"]
                 print(f"| {path} | {cut} | {standardisation} | {metrics['scored']} | {metrics['accuracy']:.3f} "

@@ -142,15 +142,29 @@ def test_a_set_is_standardised_by_the_model_s_statistics_or_with_statistics_own_
         schema.validate({"external": {"sets": {"lab": {"source": "/x", "statistics": "stain"}}}}, ("external",))
 
 
-def test_the_transfer_benchmarks_options_leave_the_checkpoints_after_them_alone():
-    """--cut and --rename take one value each, repeated, so checkpoints written after them stay checkpoints."""
+def transfer_benchmark():
+    """benchmarks/transfer.py as a module (benchmarks/ is not a package)."""
     import importlib.util
     from conftest import ROOT
     spec = importlib.util.spec_from_file_location("transfer", ROOT / "benchmarks" / "transfer.py")
     transfer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(transfer)
+    return transfer
+
+
+def test_the_transfer_benchmarks_options_leave_the_checkpoints_after_them_alone():
+    """--cut and --rename take one value each, repeated, so checkpoints written after them stay checkpoints."""
+    transfer = transfer_benchmark()
     args = transfer.parse_args(["--set", "s", "--cut", "stain-located", "--rename", "lympho=LYMPHOCYTE",
                                 "a.pt", "b.pt"])
     assert args.checkpoints == ["a.pt", "b.pt"]
     assert args.cut == ["stain-located"] and args.rename == ["lympho=LYMPHOCYTE"]
     assert transfer.parse_args(["--set", "s", "a.pt"]).cut == sorted(transfer.CUTS)
+
+
+def test_the_transfer_benchmark_can_restrict_an_answer_to_the_sets_classes():
+    transfer = transfer_benchmark()
+    probabilities = np.array([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2]])
+    restricted = transfer.among_classes(probabilities, ["A", "B", "ig"], {"A", "B"})
+    np.testing.assert_allclose(restricted, [[1 / 3, 2 / 3, 0.0], [0.625, 0.375, 0.0]])
+    assert transfer.parse_args(["--set", "s", "--among-set-classes", "a.pt"]).among_set_classes
