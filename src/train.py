@@ -13,6 +13,7 @@ from dvclive import Live
 from bloodcells import classes as class_list, data, machine
 from bloodcells.atomic import discard_on_failure, write_json
 from bloodcells.errors import UserError, stage_main
+from bloodcells.freezing import freeze_leading_layers
 from bloodcells.inference import save_checkpoint
 from bloodcells.models import ARCHS, alexnet_options, build_model, learns_its_own_normalisation
 from bloodcells.params import Params, load_params
@@ -34,8 +35,8 @@ def model_config(params, name):
 
 
 def fine_tuning_recipe(cfg, finetune):
-    """The model's recipe with finetune's changes: its epochs, its learning rate scaled, its ema."""
-    changed = {"lr": cfg["lr"] * finetune["lr_scale"]}
+    """The model's recipe with finetune's changes: its epochs, its learning rate scaled, its ema, its frozen layers."""
+    changed = {"lr": cfg["lr"] * finetune["lr_scale"], "frozen_share": finetune["frozen_share"]}
     changed.update({key: finetune[key] for key in ("epochs", "ema") if finetune[key] is not None})
     return Params({**cfg, **changed}, cfg.where, fallback=cfg.fallback)
 
@@ -55,6 +56,10 @@ def main():
     seed_everything(cfg["seed"])
     model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
                         num_classes=len(classes), classes=classes, **alexnet_options(cfg))
+    if cfg.get("frozen_share"):
+        frozen, total = freeze_leading_layers(model, cfg["frozen_share"])
+        print(f"{name}: the first {frozen} of its {total} weight layers keep their learnt weights "
+              f"(finetune.frozen_share {cfg['frozen_share']:g})")
     crop = data.read_crop_settings()
     if cfg["image_size"] > crop["image_size"]:
         raise UserError(f"models.{name}.image_size {cfg['image_size']} is larger than the prepared crops "

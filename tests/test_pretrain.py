@@ -2,6 +2,7 @@
 for the same classes in another order reordered, and the stages pretrain@<model> through the real DVC pipeline
 (`-S start=pbc`), declared so that changing the weights' source retrains the models and nothing before them."""
 import json
+import re
 import shlex
 
 import pytest
@@ -120,7 +121,8 @@ def test_start_from_another_set_through_the_pipeline(project, tmp_path):
     assert "Running stage 'clean'" not in result.stdout and "Running stage 'fetch'" not in result.stdout
     assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
     assert "resnet: fine-tuning the learnt weights for" in result.stdout
-    set_params(project, {"finetune": {"lr_scale": 0.5}})  # a fine-tuning variant: training reruns, pretraining not
+    # a fine-tuning variant: training reruns, pretraining not
+    set_params(project, {"finetune": {"lr_scale": 0.5, "frozen_share": 0.5}})
     stale = run(["dvc", "status"], project).stdout
     assert "train@resnet" in stale and "pretrain@" not in stale and "clean:" not in stale
     next(lab.glob("neutrophil/*.jpg")).unlink()  # the weights' source changed: pretraining and what follows rerun
@@ -129,3 +131,4 @@ def test_start_from_another_set_through_the_pipeline(project, tmp_path):
     rerun = run(["dvc", "repro"], project).stdout
     assert "Running stage 'pretrain@resnet'" in rerun and "Running stage 'train@resnet'" in rerun
     assert "Running stage 'clean'" not in rerun and "Running stage 'explore'" not in rerun
+    assert re.search(r"resnet: the first \d+ of its \d+ weight layers keep their learnt weights", rerun)

@@ -69,6 +69,7 @@ def test_the_projects_params_pass():
     ({"finetune.lr_scale": 0}, "finetune.lr_scale: must be greater than 0, got 0"),
     ({"finetune.epochs": 2.5}, "finetune.epochs: must be a valid integer, got 2.5"),
     ({"finetune.ema": 1}, "finetune.ema: must be less than 1, got 1"),
+    ({"finetune.frozen_share": 1}, "finetune.frozen_share: must be less than 1, got 1"),
 ])
 def test_each_kind_of_problem_is_named_with_its_key_and_value(changes, message):
     assert message in problems(changes)

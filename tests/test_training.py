@@ -374,7 +374,7 @@ def test_a_model_that_starts_from_learnt_weights_trains_with_finetunes_changes()
     import train as train_stage
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     own = params["models"]["efficientnet"]
-    params["finetune"] = {"epochs": 7, "lr_scale": 0.5, "ema": 0.9}
+    params["finetune"] = {"epochs": 7, "lr_scale": 0.5, "ema": 0.9, "frozen_share": 0}
     scratch = train_stage.model_config(params, "efficientnet")
     assert (scratch["epochs"], scratch["lr"], scratch["ema"]) == (own["epochs"], own["lr"], params["train"]["ema"])
     for start in ({"weights": "weights/efficientnet/pretrain.pt"}, {"pretrained": True}):
@@ -382,7 +382,7 @@ def test_a_model_that_starts_from_learnt_weights_trains_with_finetunes_changes()
         tuned = train_stage.model_config(params, "efficientnet")
         assert (tuned["epochs"], tuned["lr"], tuned["ema"]) == (7, own["lr"] * 0.5, 0.9)
         assert tuned["arch"] == own["arch"] and tuned["image_size"] == own["image_size"]
-    params["finetune"] = {"epochs": None, "lr_scale": 1, "ema": None}  # the defaults: the model's own recipe
+    params["finetune"] = {"epochs": None, "lr_scale": 1, "ema": None, "frozen_share": 0}  # the defaults: the model's own recipe
     tuned = train_stage.model_config(params, "efficientnet")
     assert (tuned["epochs"], tuned["lr"], tuned["ema"]) == (own["epochs"], own["lr"], params["train"]["ema"])
 

@@ -180,6 +180,7 @@ class Finetune(Section):
     epochs: Optional[PositiveInt]
     lr_scale: Annotated[Number, Field(gt=0)]
     ema: Optional[at_least(0, below=1)]
+    frozen_share: at_least(0, below=1)
 
 
 class Evaluate(Section):
