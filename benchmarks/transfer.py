@@ -94,6 +94,7 @@ def main():
         settings = {"source": args.set, "rename": rename, **overrides}
         found = external.read_set("transfer", settings, crops, classes, key="--set")
         for path, model, checkpoint in loaded:
+            model_classes = list(checkpoint["classes"])
             cut_crops = external.images_for(found, checkpoint["crop"], settings)
             variants = {"model": cut_crops, "own": cut_crops}
             if reference is not None:
@@ -105,8 +106,8 @@ def main():
                 mean, std = external.statistics(inputs, checkpoint, {"statistics": standardisation})
                 probabilities = predict_probabilities(model, inputs, mean, std, tta=True).numpy()
                 if args.among_set_classes:
-                    probabilities = among_classes(probabilities, list(checkpoint["classes"]), set(found.labels))
-                metrics = external.score(found.labels, probabilities, list(checkpoint["classes"]))
+                    probabilities = among_classes(probabilities, model_classes, set(found.labels))
+                metrics = external.score(found.labels, probabilities, model_classes)
                 low, high = metrics["accuracy_ci95"]
                 print(f"| {path} | {cut} | {standardisation} | {metrics['scored']} | {metrics['accuracy']:.3f} "
                       f"({low:.3f}-{high:.3f}) | {metrics['macro_sensitivity']:.3f} |", flush=True)
