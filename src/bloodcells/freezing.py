@@ -20,7 +20,7 @@ def freeze_leading_layers(model, share):
     """
     layers = layers_with_parameters(model)
     total = sum(isinstance(layer, WEIGHT_LAYERS) for layer in layers)
-    frozen = min(int(share * total), total - 1)
+    frozen = int(share * total)  # share < 1: never the classifier
     seen = 0
     for layer in layers:
         if isinstance(layer, WEIGHT_LAYERS):
