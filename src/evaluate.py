@@ -1,11 +1,13 @@
 """Stage evaluate: deterministic inference of every trained model on the test split.
 
 Per model: metrics/evaluate/<model>.json (accuracy, sensitivity, specificity, balanced accuracy, kappa,
-ROC AUC, calibration error), metrics/evaluate/predictions/<model>.csv (predictions, rendered by
-`dvc plots` with the confusion template) and <model>_roc.csv (micro-averaged one-vs-rest ROC curve),
+ROC AUC, calibration error before and after the model's temperature, accuracy when it may abstain),
+metrics/evaluate/predictions/<model>.csv (calibrated predictions, rendered by `dvc plots` with the confusion
+template), <model>_roc.csv (micro-averaged one-vs-rest ROC curve) and <model>_risk_coverage.csv (accuracy against the
+share of images answered, for `predict --min-confidence`),
 plots/evaluate/<model>_confusion.png, <model>_errors.png (every misclassified crop) and <model>_pairs.png (the
 errors of the three pairs of classes most often taken for each other, metrics' hardest_pairs); for all models
-plots/evaluate/roc.png and reliability.png.
+plots/evaluate/roc.png and reliability.png (before and after calibration).
 Inference timings go to metrics/evaluate/timing.json (kept apart: they vary run to run).
 """
 import time
@@ -20,11 +22,13 @@ import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from bloodcells import classes as class_list, data
+from bloodcells.abstention import abstention_summary
 from bloodcells.atomic import atomic_file, save_figure, write_json
 from bloodcells.errors import stage_main
 from bloodcells.evaluation_plots import plot_errors, plot_pair_errors, plot_reliability, plot_roc
-from bloodcells.metrics import classification_metrics, micro_roc_curve
-from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities
+from bloodcells.calibration import temperature_for
+from bloodcells.metrics import classification_metrics, expected_calibration_error, micro_roc_curve
+from bloodcells.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
 from bloodcells.params import load_params
 from bloodcells.training import seed_everything
 
@@ -60,6 +64,11 @@ def write_roc_curve(path, actual, probabilities):
         pd.DataFrame({"fpr": fpr.round(5), "tpr": tpr.round(5)}).to_csv(tmp, index=False)
 
 
+def write_risk_coverage(path, curve):
+    with atomic_file(path) as tmp:
+        pd.DataFrame(curve, columns=["threshold", "coverage", "accuracy", "answered"]).to_csv(tmp, index=False)
+
+
 @stage_main
 def main():
     params = load_params(("evaluate",))
@@ -67,20 +76,27 @@ def main():
     seed_everything(0)
     classes = class_list.read()
     images, labels, names = data.load_split("test", require_all_classes=False)
-    timing, results = {}, {}
+    timing, results, before = {}, {}, {}
     actual = labels.numpy()
     for name in params["models"]:
         model, checkpoint = load_checkpoint(Path("models") / f"{name}.pt", name, classes)
         test_images = model_inputs(images, checkpoint)
         started = time.perf_counter()
-        probabilities = predict_probabilities(model, test_images, checkpoint["mean"], checkpoint["std"],
-                                              batch_size=settings["batch_size"], tta=settings["tta"])
+        uncalibrated = predict_probabilities(model, test_images, checkpoint["mean"], checkpoint["std"],
+                                             batch_size=settings["batch_size"], tta=settings["tta"])
+        probabilities = calibrate(uncalibrated, checkpoint, settings["tta"])
         timing[name] = {"inference_ms_per_image": round(1000 * (time.perf_counter() - started) / len(images), 2)}
         predicted = probabilities.argmax(dim=1)
         metrics = classification_metrics(actual, predicted.numpy(), probabilities.numpy(), classes=classes)
+        abstention, curve = abstention_summary(actual, probabilities.numpy())
+        metrics |= {"temperature": temperature_for(checkpoint, settings["tta"]),
+                    "expected_calibration_error_before": expected_calibration_error(actual, uncalibrated.numpy()),
+                    "abstention": abstention}
         write_json(METRICS_DIR / f"{name}.json", metrics)
         write_predictions(PREDICTIONS_DIR / f"{name}.csv", names, labels, probabilities, classes)
         write_roc_curve(PREDICTIONS_DIR / f"{name}_roc.csv", actual, probabilities.numpy())
+        write_risk_coverage(PREDICTIONS_DIR / f"{name}_risk_coverage.csv", curve)
+        before[name] = uncalibrated.numpy()
         plot_confusion(metrics["confusion_matrix"], name, metrics["accuracy"], classes)
         plot_errors(name, images, names, actual, probabilities.numpy(), PLOTS_DIR / f"{name}_errors.png", classes)
         plot_pair_errors(name, images, names, actual, probabilities.numpy(), metrics["hardest_pairs"],
@@ -89,9 +105,11 @@ def main():
         low, high = metrics["accuracy_ci95"]
         print(f"{name}: test accuracy {metrics['accuracy']:.3f} ({metrics['n_correct']}/{metrics['n_total']}, "
               f"95% CI {low:.2f}-{high:.2f}), macro sensitivity {metrics['macro_sensitivity']:.3f}, "
-              f"kappa {metrics['cohen_kappa']:.3f}, macro AUC {metrics['macro_roc_auc'] or float('nan'):.3f}")
+              f"kappa {metrics['cohen_kappa']:.3f}, macro AUC {metrics['macro_roc_auc'] or float('nan'):.3f}, "
+              f"ECE {metrics['expected_calibration_error_before']:.3f} -> {metrics['expected_calibration_error']:.3f} "
+              f"(temperature {metrics['temperature']:g})")
     plot_roc(results, PLOTS_DIR / "roc.png", classes)
-    plot_reliability(results, PLOTS_DIR / "reliability.png")
+    plot_reliability(results, PLOTS_DIR / "reliability.png", before=before)
     write_json(METRICS_DIR / "timing.json", timing)
 
 

@@ -20,7 +20,7 @@ from bloodcells import external
 from bloodcells.atomic import atomic_file, write_json
 from bloodcells.errors import UserError, stage_main
 from bloodcells.evaluation_plots import plot_class_confusion, plot_errors
-from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities
+from bloodcells.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
 from bloodcells.params import load_params
 from bloodcells.training import seed_everything
 
@@ -81,8 +81,8 @@ def main():
         crops = external.images_for(found, checkpoint["crop"], settings)
         inputs = model_inputs(crops, checkpoint)
         mean, std = external.statistics(inputs, checkpoint, settings)
-        probabilities = predict_probabilities(network, inputs, mean, std, batch_size=evaluate["batch_size"],
-                                              tta=evaluate["tta"]).numpy()
+        probabilities = calibrate(predict_probabilities(network, inputs, mean, std, batch_size=evaluate["batch_size"],
+                                                        tta=evaluate["tta"]), checkpoint, evaluate["tta"]).numpy()
         metrics = external.score(found.labels, probabilities, classes)
         write_json(metrics_dir / f"{model}.json", metrics)
         write_predictions(metrics_dir / "predictions" / f"{model}.csv", found, probabilities, classes)

@@ -1,15 +1,18 @@
 """Classify the white cell of new smear photographs with a trained model.
 
-Usage: python src/predict.py PATH... [--model models/resnet.pt] [--out results.csv|.json] [--overlay DIR]
-       [--box x0,y0,x1,y1 | --boxes boxes.csv] [--tta | --no-tta]
+Usage: python src/predict.py PATH... [--model models/resnet.pt|.onnx] [--engine torch|onnx] [--out results.csv|.json]
+       [--overlay DIR] [--box x0,y0,x1,y1 | --boxes boxes.csv] [--tta | --no-tta] [--min-confidence P]
 
 PATH: image files (JPEG, PNG, TIFF, BMP, WebP; any size; grayscale, RGBA and 16-bit are converted) and folders,
 searched recursively. The white cell is found by the stain locator (no annotation needed) unless a box is given,
 and cut exactly as the clean stage cut the training crops (the settings travel in the model file); the
 probabilities come from the same inference code as the evaluate stage, with its test-time augmentation
-(evaluate.tta in params.yaml) unless --tta / --no-tta says otherwise. Without --model, the best model of
-metrics/compare.json is used. A file that cannot be classified gets one line and makes the exit status 1;
-every other file is still classified and written.
+(evaluate.tta in params.yaml) unless --tta / --no-tta says otherwise, and the model's temperature (calibrated
+probabilities). With --min-confidence P, a photograph whose top probability is below P is answered `uncertain` (its
+best guess is still written). Without --model, the best model of metrics/compare.json is used. --engine onnx runs
+the exported models/<name>.onnx with ONNX Runtime, without PyTorch. A model file is read without running anything in
+it. A file that cannot be classified gets one line and makes the exit status 1; every other file is still
+classified and written.
 """
 import argparse
 import json
@@ -22,18 +25,26 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from bloodcells import cells, inference, photos
+from bloodcells import cells, photos
 from bloodcells.atomic import atomic_file, write_json
 from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
 
 COMPARE_FILE = Path("metrics/compare.json")
+ENGINES = ("torch", "onnx")
+UNCERTAIN = "uncertain"
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
-    parser.add_argument("--model", help="a models/<name>.pt file (default: the best model of metrics/compare.json)")
+    parser.add_argument("--model", help="a models/<name>.pt file, or .onnx for --engine onnx (default: the best "
+                                            "model of metrics/compare.json)")
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="torch: the checkpoint with PyTorch | onnx: models/<name>.onnx with ONNX Runtime "
+                             "(default: onnx for a .onnx --model, else torch)")
+    parser.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                        help="answer 'uncertain' where the top probability is below P, 0 < P < 1")
     parser.add_argument("--out", help="write the results to this .csv or .json file")
     parser.add_argument("--overlay", metavar="DIR", help="write a picture of each prediction (PNG) to this folder")
     boxes = parser.add_mutually_exclusive_group()
@@ -63,14 +74,56 @@ def check_output_path(path, option, folder=False):
             return
 
 
-def default_model():
+def default_model(engine):
     if not COMPARE_FILE.is_file():
         raise UserError(f"{COMPARE_FILE} not found, so there is no best model to pick; run the pipeline "
                         "(dvc repro) or name a model with --model models/<name>.pt")
     best = json.loads(COMPARE_FILE.read_text()).get("best_model")
     if not best:
         raise UserError(f"{COMPARE_FILE} names no best_model; re-run the compare stage or use --model")
-    return Path("models") / f"{best}.pt"
+    return Path("models") / f"{best}.{'onnx' if engine == 'onnx' else 'pt'}"
+
+
+def choose_engine(args):
+    """(engine, model path) from --engine and --model: a .onnx model runs on ONNX Runtime unless told otherwise."""
+    engine = args.engine or ("onnx" if args.model and Path(args.model).suffix == ".onnx" else "torch")
+    model_path = Path(args.model) if args.model else default_model(engine)
+    if engine == "torch" and model_path.suffix == ".onnx":
+        raise UserError(f"--engine torch needs a .pt checkpoint, got {model_path}; use --engine onnx for it")
+    if engine == "onnx" and model_path.suffix != ".onnx":
+        raise UserError(f"--engine onnx needs a .onnx file, got {model_path}; use {model_path.with_suffix('.onnx')} "
+                        "(written by dvc repro export)")
+    if engine == "onnx" and args.overlay:
+        raise UserError("--overlay draws class activation maps from the PyTorch model; use --engine torch for it")
+    return engine, model_path
+
+
+class TorchEngine:
+    """The checkpoint on PyTorch, as the evaluate stage runs it."""
+
+    def __init__(self, path):
+        from bloodcells import inference  # torch loads only for this engine
+        self.inference = inference
+        self.model, self.checkpoint = inference.load_checkpoint(path)
+
+    def probabilities(self, crops, batch_size, tta):
+        """(calibrated probabilities [N, classes], the model's inputs for the overlay)."""
+        inputs = self.inference.model_inputs(crops, self.checkpoint)
+        raw = self.inference.predict_probabilities(self.model, inputs, self.checkpoint["mean"],
+                                                   self.checkpoint["std"], batch_size, tta)
+        return self.inference.calibrate(raw, self.checkpoint, tta).numpy(), inputs
+
+
+class OnnxEngine:
+    """The exported model on ONNX Runtime (bloodcells.onnx_engine): no torch imported."""
+
+    def __init__(self, path):
+        from bloodcells.onnx_engine import OnnxModel
+        self.session = OnnxModel(path)
+        self.checkpoint = self.session.checkpoint
+
+    def probabilities(self, crops, batch_size, tta):
+        return self.session.probabilities(crops, batch_size, tta), None
 
 
 def crop_settings(checkpoint, model_path):
@@ -101,15 +154,18 @@ def batches(items, size):
         yield items[start:start + size]
 
 
-def result_row(photo, classes, probabilities=None, overlay=None):
-    """One photograph's result: the predicted class of the model's `classes`, every class's probability, the box."""
-    row = {"file": str(photo.path), "predicted": "", "probability": None}
+def result_row(photo, classes, probabilities=None, overlay=None, min_confidence=None):
+    """One photograph's result: the predicted class of the model's `classes` (`uncertain` below `min_confidence`),
+    its best guess, every class's probability, the box."""
+    row = {"file": str(photo.path), "predicted": "", "probability": None, "best_guess": ""}
     row |= {f"p_{label}": None for label in classes}
     row |= dict(zip(("xmin", "ymin", "xmax", "ymax"), [int(v) for v in photo.box] if photo.box else (None,) * 4))
     row |= {"located_by": photo.located_by if photo.box else "", "overlay": overlay or "", "error": photo.error}
     if probabilities is not None:
         predicted = int(probabilities.argmax())
-        row["predicted"], row["probability"] = classes[predicted], round(float(probabilities[predicted]), 6)
+        row["best_guess"], row["probability"] = classes[predicted], round(float(probabilities[predicted]), 6)
+        sure = min_confidence is None or probabilities[predicted] >= min_confidence
+        row["predicted"] = classes[predicted] if sure else UNCERTAIN
         row |= {f"p_{label}": round(float(p), 6) for label, p in zip(classes, probabilities)}
     return row
 
@@ -117,7 +173,9 @@ def result_row(photo, classes, probabilities=None, overlay=None):
 def describe(row, classes):
     shares = " ".join(f"{label[:4]} {row[f'p_{label}']:.2f}" for label in classes)
     box = ",".join(str(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
-    return f"{row['file']}: {row['predicted']} {row['probability']:.2f} ({shares}); cell at {box} ({row['located_by']})"
+    answer = f"{row['predicted']} {row['probability']:.2f}" if row["predicted"] != UNCERTAIN else \
+        f"{UNCERTAIN} (best guess {row['best_guess']} {row['probability']:.2f})"
+    return f"{row['file']}: {answer} ({shares}); cell at {box} ({row['located_by']})"
 
 
 def overlay_name(photo, used):
@@ -146,17 +204,16 @@ class Classifier:
     """The model and settings of one run: classifies the prepared photographs of a chunk, prints a line for each
     and returns their result rows."""
 
-    def __init__(self, model, checkpoint, tta, batch_size, overlay_dir, label):
-        self.model, self.checkpoint, self.tta, self.batch_size = model, checkpoint, tta, batch_size
+    def __init__(self, engine, tta, batch_size, overlay_dir, label, min_confidence):
+        self.engine, self.checkpoint, self.tta, self.batch_size = engine, engine.checkpoint, tta, batch_size
         self.overlay_dir, self.label, self.used_names = overlay_dir, label, set()
-        self.classes = list(checkpoint["classes"])  # the model's own, in its order
+        self.min_confidence = min_confidence
+        self.classes = list(self.checkpoint["classes"])  # the model's own, in its order
 
     def __call__(self, ready, progress):
         good = [photo for photo in ready if not photo.error]
         if good:
-            inputs = inference.model_inputs([photo.crop for photo in good], self.checkpoint)
-            probabilities = inference.predict_probabilities(self.model, inputs, self.checkpoint["mean"],
-                                                            self.checkpoint["std"], self.batch_size, self.tta)
+            probabilities, inputs = self.engine.probabilities([photo.crop for photo in good], self.batch_size, self.tta)
             pictures = self.draw(good, inputs, probabilities) if self.overlay_dir else [None] * len(good)
             found = dict(zip(map(id, good), zip(probabilities, pictures)))
         rows = []
@@ -165,19 +222,20 @@ class Classifier:
                 tqdm.write(photo.error, file=sys.stderr)
                 rows.append(result_row(photo, self.classes))
             else:
-                rows.append(result_row(photo, self.classes, *found[id(photo)]))
+                rows.append(result_row(photo, self.classes, *found[id(photo)], self.min_confidence))
                 tqdm.write(describe(rows[-1], self.classes))
             progress.update(1)
         return rows
 
     def draw(self, good, inputs, probabilities):
+        import torch
         from bloodcells import overlay  # captum loads only when pictures are asked for
-        heat = overlay.class_activation(self.model, inputs, self.checkpoint["mean"], self.checkpoint["std"],
-                                        probabilities.argmax(dim=1))
+        heat = overlay.class_activation(self.engine.model, inputs, self.checkpoint["mean"], self.checkpoint["std"],
+                                        torch.from_numpy(probabilities.argmax(axis=1)))
         pictures = []
         for photo, shares, cam in zip(good, probabilities, heat):
             pictures.append(str(Path(self.overlay_dir) / overlay_name(photo, self.used_names)))
-            overlay.draw_overlay(pictures[-1], photo, shares.numpy(), cam.numpy(), self.label, self.classes)
+            overlay.draw_overlay(pictures[-1], photo, shares, cam.numpy(), self.label, self.classes)
             photo.image = None
         return pictures
 
@@ -193,19 +251,22 @@ def main():
         check_output_path(args.overlay, "--overlay", folder=True)
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.min_confidence is not None and not 0 < args.min_confidence < 1:
+        raise UserError(f"--min-confidence must lie between 0 and 1 (a probability, e.g. 0.9), got {args.min_confidence}")
     settings = load_params(("evaluate",))["evaluate"]
     tta = settings["tta"] if args.tta is None else args.tta
     batch_size = args.batch_size or settings["batch_size"]
-    model_path = Path(args.model) if args.model else default_model()
-    model, checkpoint = inference.load_checkpoint(model_path)
+    engine_name, model_path = choose_engine(args)
+    engine = (OnnxEngine if engine_name == "onnx" else TorchEngine)(model_path)
+    checkpoint = engine.checkpoint
     crop = crop_settings(checkpoint, model_path)
     files, problems = photos.find_images(args.paths)
     given = boxes_for(args, files)
     for line in problems:
         print(line, file=sys.stderr)
     label = f"{checkpoint['arch']}, {model_path}, TTA {'on' if tta else 'off'}"
-    print(f"classifying {len(files)} image(s) with {label}", file=sys.stderr)
-    classify = Classifier(model, checkpoint, tta, batch_size, args.overlay, label)
+    print(f"classifying {len(files)} image(s) with {label} ({engine_name})", file=sys.stderr)
+    classify = Classifier(engine, tta, batch_size, args.overlay, label, args.min_confidence)
     rows = []
     progress = tqdm(total=len(files), desc="predict", unit="img", disable=None if len(files) > 1 else True)
     started = time.perf_counter()

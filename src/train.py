@@ -14,7 +14,7 @@ from bloodcells import classes as class_list, data, machine
 from bloodcells.atomic import discard_on_failure, write_json
 from bloodcells.errors import UserError, stage_main
 from bloodcells.freezing import freeze_leading_layers
-from bloodcells.inference import save_checkpoint
+from bloodcells.inference import fit_temperatures, save_checkpoint
 from bloodcells.models import ARCHS, alexnet_options, build_model, learns_its_own_normalisation
 from bloodcells.params import Params, load_params
 from bloodcells.training import resolve_device, seed_everything, train_model
@@ -74,16 +74,19 @@ def main():
     with Live(dir=f"metrics/train/{name}", dvcyaml=None, save_dvc_exp=False, report=None) as live:
         state, summary = train_model(model, train_set, val_set, cfg, live, device, mean, std)
         model.load_state_dict(state)
+        temperature = fit_temperatures(model, val_set.images, val_set.labels, mean, std, device=device)
+        summary |= {f"temperature_{mode}": value for mode, value in temperature.items()}
         summary["parameters"] = sum(p.numel() for p in model.parameters())
         made_on = machine.describe(device, cfg["threads"], summary.pop("precision"))
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
     write_json(Path(f"metrics/train/{name}/machine.json"), made_on)
-    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, classes, mean, std, crop, made_on)
+    save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, classes, mean, std, crop, made_on,
+                    temperature=temperature)
     print(f"{name}: kept epoch {summary['selected_epoch']} (val accuracy {summary['selected_val_accuracy']:.3f}; "
           f"best {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}), "
           f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s in {made_on['precision']} "
-          f"-> {MODEL_DIR / name}.pt")
+          f"; temperature {temperature['tta']:g} fitted on the validation split -> {MODEL_DIR / name}.pt")
 
 
 if __name__ == "__main__":

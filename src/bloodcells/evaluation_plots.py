@@ -35,21 +35,30 @@ def plot_roc(results, path, classes):
     plt.close(figure)
 
 
-def plot_reliability(results, path, bins=10):
-    """Accuracy against mean top-class probability per confidence bin; the diagonal is perfect calibration."""
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6), height_ratios=(3, 1), sharex=True)
+def plot_reliability(results, path, bins=10, before=None):
+    """Accuracy against mean top-class probability per confidence bin; the diagonal is perfect calibration. With
+    `before` ({model: probabilities}), each model's curve before temperature scaling too, dashed in its colour."""
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), height_ratios=(3, 1), sharex=True)
     top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
     width = 0.8 / bins / len(results)
     for k, (name, (actual, probabilities, metrics)) in enumerate(results.items()):
+        colour = f"C{k}"
+        if before is not None and name in before:
+            rows = [row for row in reliability_bins(actual, before[name], bins) if row["count"]]
+            top.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], color=colour, linestyle=":",
+                     marker=".", alpha=0.7, label=f"{name} before (ECE {metrics['expected_calibration_error_before']:.3f})")
         rows = [row for row in reliability_bins(actual, probabilities, bins) if row["count"]]
-        top.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o",
-                 label=f"{name} (ECE {metrics['expected_calibration_error']:.3f})")
+        after = " calibrated" if before is not None else ""
+        top.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], color=colour, marker="o",
+                 label=f"{name}{after} (ECE {metrics['expected_calibration_error']:.3f})")
         centres = np.array([(r["low"] + r["high"]) / 2 for r in rows])
-        bottom.bar(centres + (k - (len(results) - 1) / 2) * width, [r["count"] for r in rows], width, label=name)
+        bottom.bar(centres + (k - (len(results) - 1) / 2) * width, [r["count"] for r in rows], width, label=name,
+                   color=colour)
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1.02)
-    top.set_title("Reliability diagram (test split)")
-    top.legend(fontsize=8, loc="upper left")
+    top.set_title("Reliability diagram (test split)" + (": dotted before, solid after temperature scaling"
+                                                        if before is not None else ""), fontsize=9)
+    top.legend(fontsize=7, loc="upper left")
     bottom.set_xlabel("top-class probability")
     bottom.set_ylabel("images")
     bottom.set_xlim(0, 1)

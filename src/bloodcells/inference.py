@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checkpoints
 from .archs import ARCHS
-from .atomic import atomic_file
+from .calibration import MODES, apply_temperature, fit_temperature, temperature_for
 from .data import dihedral, normalise, resize
 from .errors import UserError
 from .models import alexnet_options, build_model
@@ -24,10 +25,11 @@ def load_checkpoint(path, name=None, classes=None):
         hint = f"train it first (dvc repro train@{name})" if name else "train a model first (dvc repro) or fix --model"
         raise UserError(f"{path} not found; {hint}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises several types for a cut or foreign file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UserError(f"{path}: cannot read it as a checkpoint ({type(error).__name__}: {reason}); {retrain}") from None
+        checkpoint = checkpoints.read(path)
+    except checkpoints.UnsafeCheckpoint:
+        raise
+    except UserError as error:
+        raise UserError(f"{error}; {retrain}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a checkpoint of this project (no state_dict); {retrain}")
     model_name = checkpoint.get("model")
@@ -72,6 +74,20 @@ def predict_probabilities(model, images, mean, std, batch_size=64, tta=False, de
     return torch.cat(outputs)
 
 
+def calibrate(probabilities, checkpoint, tta):
+    """The probabilities with the model's temperature for that way of running (bloodcells.calibration); a model
+    trained before calibration keeps its own."""
+    return torch.from_numpy(apply_temperature(probabilities.numpy(), temperature_for(checkpoint, tta)))
+
+
+def fit_temperatures(model, images, labels, mean, std, batch_size=64, device="cpu"):
+    """{single_view: T, tta: T}: the model's temperature for each way it is run, fitted on uint8 `images` at its
+    input size with their `labels` (the validation split: never the test split), in fp32 as evaluate runs it."""
+    return {mode: fit_temperature(predict_probabilities(model, images, mean, std, batch_size, tta=mode == "tta",
+                                                        device=device).numpy(), labels.numpy())
+            for mode in MODES}
+
+
 def save_checkpoint(path, model, cfg, classes, mean, std, crop, made_on, **extra):
     """Weights and what inference needs (with how the clean stage cut the crops, for predict), nothing that varies from run to run (the wall-clock summary lives in
     metrics/train/<model>/metrics.json), so the same inputs give a byte-identical file and DVC hash."""
@@ -88,5 +104,4 @@ def save_checkpoint(path, model, cfg, classes, mean, std, crop, made_on, **extra
         "machine": made_on,  # the same on the same machine: the file stays byte-identical run to run
         **extra,
     }
-    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(checkpoint, handle)  # a file object: a path would put the random temporary name in the zip
+    checkpoints.write(path, checkpoint)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
+from . import checkpoints
 from .archs import ARCHS
 from .errors import UserError
 
@@ -144,13 +145,6 @@ def use_native_silu(model):
             module._swish = nn.SiLU()
 
 
-def load_tensors_only(path):
-    """torch.load that runs no code from the file: tensors, containers and plain values, and the torch version a
-    checkpoint of this project records (its `machine`)."""
-    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def read_weights(path, name):
     """The state dict of a local weights file, and the classes it was trained on where it is a checkpoint of this
     project (src/train.py, src/pretrain.py) that says so (None for a plain state dict)."""
@@ -158,9 +152,11 @@ def read_weights(path, name):
     if not path.is_file():
         raise UserError(f"models.{name}.weights: {path} does not exist; give a state-dict file or remove the key")
     try:
-        state = load_tensors_only(path)
-    except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        state = checkpoints.read(path)
+    except checkpoints.UnsafeCheckpoint:
+        raise
+    except UserError as error:
+        reason = str(error).split("(", 1)[-1].rstrip(")")
         raise UserError(f"models.{name}.weights: cannot read {path} as a PyTorch state dict ({reason})") from None
     if not isinstance(state, dict):
         raise UserError(f"models.{name}.weights: {path} holds a {type(state).__name__}, not a state dict")
@@ -171,7 +167,7 @@ def learns_its_own_normalisation(path, name):
     """True for weights trained by this project on standardised crops (a checkpoint that records its channel
     statistics): a model started from them standardises its own data by its own statistics, as they were trained.
     Other weights files (ImageNet's, saved as a state dict) expect ImageNet's statistics."""
-    checkpoint = load_tensors_only(Path(path).expanduser()) if path else {}
+    checkpoint = checkpoints.read(path) if path else {}
     return isinstance(checkpoint, dict) and "mean" in checkpoint and "std" in checkpoint
 
 

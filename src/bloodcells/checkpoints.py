@@ -1,0 +1,89 @@
+"""Reading and writing checkpoint files (models/<model>.pt, weights/<model>/pretrain.pt, a state dict to start from):
+the one place where a file from elsewhere is unpickled.
+
+A PyTorch file is a pickle, and a pickle can name any Python function to call while it is read. Every read here goes
+through `torch.load(weights_only=True)`, whose unpickler builds tensors, containers and plain values and refuses any
+other global, with one addition allowed: `TorchVersion`, the string subclass a checkpoint's `machine` records. So a
+crafted file is refused before anything of it runs. Safetensors would do the same for the weights but would need the
+metadata (classes, crop, machine, temperature) moved beside them, a new format for every model already shared; this
+allow-list keeps every checkpoint this project ever wrote loadable as it is, byte for byte.
+"""
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_file
+from .errors import UserError
+
+ALLOWED_GLOBALS = [torch.torch_version.TorchVersion]
+CONVERT = "python src/convert_model.py"
+
+
+class UnsafeCheckpoint(UserError):
+    """The file asks to run code (or build objects this project never writes) while it is read."""
+
+
+def read(path):
+    """The object a checkpoint file holds, built without running anything the file names. UserError for a file that
+    is missing, cut or foreign, UnsafeCheckpoint for one that would run code."""
+    path = Path(path).expanduser()
+    try:
+        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error) or "GLOBAL" in str(error):
+            raise UnsafeCheckpoint(
+                f"{path} asks to run code or build objects while it is read ({refused_global(error)}): refused, "
+                f"nothing in it was run. Use only model files you trust; a checkpoint you wrote yourself with an "
+                f"older version of this project converts with {CONVERT} {path} NEW.pt --trust") from None
+        raise UserError(f"{path}: cannot read it as a checkpoint ({first_line(error)})") from None
+    except Exception as error:  # torch raises several types for a cut or foreign file
+        raise UserError(f"{path}: cannot read it as a checkpoint ({type(error).__name__}: {first_line(error)})") \
+            from None
+
+
+def refused_global(error):
+    """What the unpickler refused, from torch's message (e.g. 'the global posix.system'), or a general phrase."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error)) or re.search(r"Unsupported operand (\S+)", str(error))
+    if found is None:
+        return "a global this project never writes"
+    return f"the global {found.group(1)}" if "GLOBAL" in found.group(0) else f"pickle operation {found.group(1)}"
+
+
+def first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def write(path, checkpoint):
+    """Write atomically; a file object, because a path would put the random temporary name in the zip, and the same
+    inputs must give a byte-identical file and DVC hash."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(checkpoint, handle)
+
+
+def convert_trusted(source, target):
+    """Rewrite a checkpoint the user trusts (read by the full unpickler, which runs whatever the file names) as plain
+    tensors and values, then check that the result reads safely. Only src/convert_model.py --trust calls this."""
+    checkpoint = torch.load(Path(source).expanduser(), map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{source} holds a {type(checkpoint).__name__}, not a checkpoint dict; nothing written")
+    plain = {key: plain_value(value) for key, value in checkpoint.items()}
+    write(target, plain)
+    read(target)
+    return plain
+
+
+def plain_value(value):
+    """Tensors, numbers, strings and containers of them; numpy values become Python ones."""
+    if torch.is_tensor(value) or value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): plain_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(item) for item in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    raise UserError(f"cannot convert a {type(value).__name__} into a plain checkpoint value; nothing written")

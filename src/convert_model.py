@@ -1,0 +1,39 @@
+"""Rewrite a model file you trust as one that loads without running code.
+
+Usage: python src/convert_model.py OLD.pt NEW.pt --trust
+
+Every reader of this project refuses a checkpoint that names Python objects beyond tensors and plain values
+(bloodcells.checkpoints). Checkpoints this project wrote load as they are; one from an older or modified version that
+holds other objects (numpy values, say) is refused. If you made that file yourself, this reads it with PyTorch's full
+unpickler, which runs whatever the file asks for, so only with --trust, and writes its contents as plain tensors and
+values to NEW.pt.
+"""
+import argparse
+from pathlib import Path
+
+from bloodcells import checkpoints
+from bloodcells.errors import UserError, stage_main
+
+
+@stage_main
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="the file to convert (it is run by the full unpickler)")
+    parser.add_argument("target", help="where to write the converted checkpoint")
+    parser.add_argument("--trust", action="store_true",
+                        help="say that you trust the file: reading it may run any code it holds")
+    args = parser.parse_args()
+    if not args.trust:
+        raise UserError(f"reading {args.source} this way runs any code it holds; add --trust only if you made it "
+                        "yourself or trust where it came from")
+    if not Path(args.source).expanduser().is_file():
+        raise UserError(f"{args.source} not found")
+    if Path(args.target).resolve() == Path(args.source).expanduser().resolve():
+        raise UserError("write the converted model to a new file, not over the one you convert")
+    converted = checkpoints.convert_trusted(args.source, args.target)
+    print(f"{args.target}: {len(converted.get('state_dict', converted))} tensors and the metadata as plain values; "
+          "it loads without running code")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Stage export: every trained model as ONNX and a model card, next to its checkpoint.
+
+Per model: models/<model>.onnx (uint8 crops in, logits and calibrated probabilities out, the metadata inference needs
+inside: bloodcells.onnx_export) and models/<model>.md (its model card, drawn from this run's records and
+docs/cross_laboratory.json: bloodcells.model_card).
+"""
+import json
+from pathlib import Path
+
+from bloodcells import classes as class_list
+from bloodcells.atomic import write_text
+from bloodcells.errors import UserError, stage_main
+from bloodcells.inference import load_checkpoint
+from bloodcells.model_card import render
+from bloodcells.onnx_export import export
+from bloodcells.params import load_params
+
+MODEL_DIR = Path("models")
+CROSS_LAB = Path("docs/cross_laboratory.json")
+
+
+def read_json(path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found; run the stage that writes it first (dvc repro)")
+    return json.loads(path.read_text())
+
+
+@stage_main
+def main():
+    params = load_params(("data",))
+    classes = class_list.read()
+    cross_lab = read_json(CROSS_LAB)
+    data = read_json("metrics/data.json")
+    for name in params["models"]:
+        path = MODEL_DIR / f"{name}.pt"
+        model, checkpoint = load_checkpoint(path, name, classes)
+        export(model.cpu(), checkpoint, path.with_suffix(".onnx"))
+        card = render(name, checkpoint, read_json(f"metrics/evaluate/{name}.json"), data,
+                      read_json(f"metrics/train/{name}/metrics.json"), params["data"]["source"], path, cross_lab)
+        write_text(path.with_suffix(".md"), card)
+        print(f"{name}: {path.with_suffix('.onnx')} and its model card {path.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
