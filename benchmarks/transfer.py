@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from bloodcells import external  # noqa: E402
+from bloodcells.errors import stage_main  # noqa: E402
 from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities  # noqa: E402
 
 CUTS = {"its layout's": {}, "stain-located": {"crop": "wbc", "locator": "stain"}}
@@ -78,6 +79,7 @@ def parse_args(argv=None):
     return args
 
 
+@stage_main
 def main():
     args = parse_args()
     torch.set_num_threads(2)

@@ -1,5 +1,6 @@
 """The stain locator and predict: new photographs, bad files among them, and the same numbers as evaluate."""
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -198,3 +199,143 @@ def test_ctrl_c_during_predict_keeps_no_picture_and_no_results(trained, tmp_path
     running.send_signal(signal.SIGINT)
     assert running.wait(timeout=60) == 130 and "interrupted" in running.stderr.read()
     assert not results.exists() and not list(pictures.glob("*.png")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_evaluate_scores_calibrated_probabilities_and_says_what_abstaining_gives(trained):
+    """The temperature fitted on the validation split is stored in the model and applied by evaluate; its answers are
+    the uncalibrated model's, and the risk-coverage curve is written for dvc plots."""
+    from bloodcells import checkpoints
+    for name in ("resnet", "efficientnet", "alexnet"):
+        evaluation = json.loads((trained / f"metrics/evaluate/{name}.json").read_text())
+        temperature = checkpoints.read(trained / f"models/{name}.pt")["temperature"]
+        assert evaluation["temperature"] == temperature["tta"] and set(temperature) == {"single_view", "tta"}
+        assert 0 <= evaluation["expected_calibration_error"] <= 1
+        assert 0 <= evaluation["expected_calibration_error_before"] <= 1
+        assert {"accuracy_at_coverage_0.95", "accuracy_at_coverage_0.90", "coverage_at_accuracy_0.99"} \
+            <= set(evaluation["abstention"])
+        curve = pd.read_csv(trained / f"metrics/evaluate/predictions/{name}_risk_coverage.csv")
+        assert curve["coverage"].is_monotonic_increasing and curve["coverage"].iloc[-1] == 1
+        assert curve["accuracy"].iloc[-1] == pytest.approx(evaluation["accuracy"], abs=1e-6)
+        assert curve["threshold"].is_monotonic_decreasing
+
+
+def test_the_onnx_export_gives_pytorchs_outputs_and_predict_runs_it_without_torch(trained, tmp_path):
+    import onnxruntime
+    from bloodcells import data
+    from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities
+    images, _, _ = data.load_split("test", trained / "data/clean", require_all_classes=False)
+    for name in ("resnet", "efficientnet", "alexnet"):
+        model, checkpoint = load_checkpoint(trained / f"models/{name}.pt", name)
+        inputs = model_inputs(images, checkpoint)
+        session = onnxruntime.InferenceSession(str(trained / f"models/{name}.onnx"),
+                                               providers=["CPUExecutionProvider"])
+        for batch in (inputs[:1], inputs):  # the batch axis is dynamic
+            expected = predict_probabilities(model, batch, checkpoint["mean"], checkpoint["std"]).numpy()
+            logits, probabilities = session.run(None, {"crops": batch.numpy()})
+            got = np.exp(logits - logits.max(axis=1, keepdims=True))
+            assert np.abs(got / got.sum(axis=1, keepdims=True) - expected).max() <= 1e-4, name
+            single = checkpoint["temperature"]["single_view"]
+            scaled = np.exp((logits - logits.max(axis=1, keepdims=True)) / single)
+            assert np.abs(scaled / scaled.sum(axis=1, keepdims=True) - probabilities).max() <= 1e-5, name
+        meta = json.loads(session.get_modelmeta().custom_metadata_map["bloodcells"])
+        assert meta["classes"] == checkpoint["classes"] and meta["temperature"] == checkpoint["temperature"]
+
+    test = pd.read_csv(trained / "data/clean/test.csv")
+    given = [trained / "data/raw/JPEGImages" / f"{name}.jpg" for name in test["image"]]
+    no_torch = tmp_path / "no_torch"  # an import of torch fails: the ONNX engine must not need it
+    (no_torch / "torch").mkdir(parents=True)
+    (no_torch / "torch/__init__.py").write_text("raise ImportError('torch is not to be imported here')\n")
+    onnx_run = run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(no_torch)!r}); "
+                    "sys.argv = ['src/predict.py'] + sys.argv[1:]; sys.path.insert(1, 'src'); "
+                    "import runpy; runpy.run_path('src/predict.py', run_name='__main__')",
+                    *map(str, given), "--boxes", "data/clean/test.csv", "--model", "models/resnet.onnx",
+                    "--out", str(tmp_path / "onnx.csv")], trained)
+    assert "(onnx)" in onnx_run.stderr
+    predict(trained, *given, "--boxes", "data/clean/test.csv", "--model", "models/resnet.pt",
+            "--out", tmp_path / "torch.csv")
+    by_onnx, by_torch = pd.read_csv(tmp_path / "onnx.csv"), pd.read_csv(tmp_path / "torch.csv")
+    columns = [f"p_{label}" for label in CLASSES]
+    # the engines resize the crop with Pillow and torch: a grey level apart on about 1 % of the pixels
+    assert np.abs(by_onnx[columns].to_numpy() - by_torch[columns].to_numpy()).max() <= 2e-3
+    assert (by_onnx["best_guess"] == by_torch["best_guess"]).all()
+
+
+def test_predict_min_confidence_answers_uncertain_below_it(trained, tmp_path):
+    test = pd.read_csv(trained / "data/clean/test.csv")
+    given = [trained / "data/raw/JPEGImages" / f"{name}.jpg" for name in test["image"]]
+    model = ("--model", "models/resnet.pt")  # the tiny models' top probabilities differ from image to image
+    predict(trained, *given, "--boxes", "data/clean/test.csv", "--out", tmp_path / "all.csv", *model)
+    answered = pd.read_csv(tmp_path / "all.csv")
+    threshold = float(answered["probability"].min() + answered["probability"].max()) / 2
+    result = predict(trained, *given, "--boxes", "data/clean/test.csv", "--out", tmp_path / "some.csv",
+                     "--min-confidence", threshold, *model)
+    some = pd.read_csv(tmp_path / "some.csv")
+    below = some["probability"] < threshold
+    assert below.any() and (~below).any()
+    assert (some.loc[below, "predicted"] == "uncertain").all()
+    assert (some.loc[~below, "predicted"] == some.loc[~below, "best_guess"]).all()
+    assert (some["best_guess"] == answered["predicted"]).all()
+    assert result.stdout.count("uncertain (best guess") == below.sum()
+
+
+def test_predict_bad_engine_and_confidence_input_is_one_line(trained, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    photo = trained / "data/raw/JPEGImages/BloodImage_00000.jpg"
+    foreign = tmp_path / "foreign.onnx"  # a valid ONNX model of another project: no metadata of ours
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), foreign)
+    no_runtime = tmp_path / "no_runtime"
+    (no_runtime / "onnxruntime").mkdir(parents=True)
+    (no_runtime / "onnxruntime/__init__.py").write_text("raise ImportError('no onnxruntime here')\n")
+    cases = [
+        ((photo, "--min-confidence", "0"), "--min-confidence must lie between 0 and 1", {}),
+        ((photo, "--min-confidence", "1.5"), "--min-confidence must lie between 0 and 1", {}),
+        ((photo, "--model", foreign), "not one of this project", {}),
+        ((photo, "--model", "params.yaml", "--engine", "onnx"), "--engine onnx needs a .onnx file", {}),
+        ((photo, "--model", "models/resnet.onnx", "--engine", "torch"), "--engine torch needs a .pt", {}),
+        ((photo, "--model", "models/resnet.onnx", "--overlay", tmp_path / "p"), "use --engine torch for it", {}),
+        ((photo, "--model", "models/resnet.onnx"), "needs ONNX Runtime, which is not installed",
+         {"PYTHONPATH": str(no_runtime)}),
+    ]
+    for args, message, env in cases:
+        result = subprocess.run([sys.executable, "src/predict.py", *map(str, args)], cwd=trained, capture_output=True,
+                                text=True, env={**os.environ, **env})
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, lines)
+
+
+def test_evaluate_refuses_a_crafted_model_and_runs_nothing(trained, tmp_path):
+    import torch
+
+    class RunsCode:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'it-ran'}",)
+
+    model = trained / "models/resnet.pt"  # the first evaluate reads: it stops before writing anything
+    kept, scores = model.read_bytes(), (trained / "metrics/evaluate/resnet.json").read_text()
+    try:
+        torch.save({"state_dict": {}, "hook": RunsCode()}, model)
+        result = run([sys.executable, "src/evaluate.py"], trained, check=False)
+    finally:
+        model.write_bytes(kept)
+    assert result.returncode == 2 and "refused, nothing in it was run" in result.stderr
+    assert not (tmp_path / "it-ran").exists()
+    assert (trained / "metrics/evaluate/resnet.json").read_text() == scores
+
+
+def test_the_model_card_is_drawn_from_the_records(trained):
+    for name in ("resnet", "efficientnet", "alexnet"):
+        card = (trained / f"models/{name}.md").read_text()
+        evaluation = json.loads((trained / f"metrics/evaluate/{name}.json").read_text())
+        machine = json.loads((trained / f"metrics/train/{name}/machine.json").read_text())
+        assert "not for diagnosis" in card and f"Accuracy **{evaluation['accuracy']:.3f}**" in card
+        for label, row in evaluation["per_class"].items():
+            assert f"| {label} | {row['sensitivity']:.3f} | {row['specificity']:.3f} |" in card
+        assert f"{evaluation['expected_calibration_error_before']:.3f} before, " \
+               f"**{evaluation['expected_calibration_error']:.3f}** after" in card
+        assert machine["cpu"] in card and "In plain words: trained on BCCD" in card and "on BCCD's images" in card
+        assert "/tmp" not in card and "Source: synthetic" in card

@@ -33,23 +33,16 @@ def read(path):
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error) or "GLOBAL" in str(error):
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if refused:
             raise UnsafeCheckpoint(
-                f"{path} asks to run code or build objects while it is read ({refused_global(error)}): refused, "
+                f"{path} asks to run code or build objects while it is read (the global {refused.group(1)}): refused, "
                 f"nothing in it was run. Use only model files you trust; a checkpoint you wrote yourself with an "
                 f"older version of this project converts with {CONVERT} {path} NEW.pt --trust") from None
-        raise UserError(f"{path}: cannot read it as a checkpoint ({first_line(error)})") from None
+        raise UserError(f"{path}: cannot read it as a checkpoint ({first_line(error)[:200]})") from None
     except Exception as error:  # torch raises several types for a cut or foreign file
         raise UserError(f"{path}: cannot read it as a checkpoint ({type(error).__name__}: {first_line(error)})") \
             from None
-
-
-def refused_global(error):
-    """What the unpickler refused, from torch's message (e.g. 'the global posix.system'), or a general phrase."""
-    found = re.search(r"GLOBAL ([\w.]+)", str(error)) or re.search(r"Unsupported operand (\S+)", str(error))
-    if found is None:
-        return "a global this project never writes"
-    return f"the global {found.group(1)}" if "GLOBAL" in found.group(0) else f"pickle operation {found.group(1)}"
 
 
 def first_line(error):
