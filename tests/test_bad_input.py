@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bloodcells import checkpoints
 from conftest import run, set_params, stage
 
 RAW = "data/raw"
@@ -156,7 +157,7 @@ def test_bad_checkpoints_handed_to_evaluate_are_one_line_and_write_no_metrics(pr
     model = project / "models/resnet.pt"
     good = model.read_bytes()
     import torch
-    checkpoint = torch.load(model, weights_only=False)
+    checkpoint = checkpoints.read(model)
     cases = {
         "cut short": (lambda: model.write_bytes(good[: len(good) // 2]), "cannot read it as a checkpoint"),
         "not a checkpoint": (lambda: torch.save([1, 2, 3], model), "is not a checkpoint of this project"),

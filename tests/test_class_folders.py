@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from bloodcells import checkpoints
 from bloodcells import layouts, sources, synthetic
 from bloodcells.layouts import class_folders
 from conftest import ROOT, run, set_params
@@ -109,7 +110,7 @@ def test_a_five_class_dataset_through_the_readmes_pbc_command_as_written(project
     assert summary["layout"] == "class-folders" and summary["dropped"]["not_an_image"] == 1
     assert summary["dropped"]["duplicate_across_classes"] == 2 and summary["clean"]["total"] == 12 * 5 + 2 - 2 - 1
     for name in ("resnet", "efficientnet", "alexnet"):
-        checkpoint = torch.load(project / f"models/{name}.pt", weights_only=False)
+        checkpoint = checkpoints.read(project / f"models/{name}.pt")
         assert checkpoint["classes"] == CLASSES
         metrics = json.loads((project / f"metrics/evaluate/{name}.json").read_text())
         assert list(metrics["per_class"]) == CLASSES and np.array(metrics["confusion_matrix"]).shape == (5, 5)

@@ -109,3 +109,15 @@ def test_the_readmes_five_fold_pbc_figures_are_the_sweep_record():
     assert f"record `sweep_pbc`): {figures}, macro sensitivity {sensitivity}" in prose, \
         "README's five-fold PBC figures differ from metrics/sweep_pbc.json"
     assert f"EfficientNet-b0 vs ResNet18 p = {p_value['mcnemar'][0]['p_value']:.2f}" in prose
+
+
+def test_the_readmes_cross_laboratory_figures_are_the_model_cards_record():
+    """The model cards quote docs/cross_laboratory.json; the README's "Across datasets" table shows the same
+    figures, so neither can change alone."""
+    record = json.loads((ROOT / "docs/cross_laboratory.json").read_text())
+    section = README.split("## Across datasets", 1)[1].split("\n## ", 1)[0]
+    for row in record["rows"]:
+        figures = " / ".join(f"{value:.3f}" for value in row["accuracy"].values())
+        assert figures in section.replace("**", ""), f"{figures} ({row['trained_on']}) is not in the README's table"
+    for value in record["baseline"].values():
+        assert f"({value:.3f})" in section

@@ -4,8 +4,8 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 
+from bloodcells import checkpoints
 from bloodcells.atomic import atomic_dir, atomic_file
 from conftest import git, run, set_params
 
@@ -20,7 +20,7 @@ def ran_stages(output):
 def test_full_pipeline_then_change_one_model(project):
     first = run(["dvc", "repro"], project)
     assert ran_stages(first.stdout) == {"fetch", "clean", "explore", "train@resnet", "train@efficientnet",
-                                        "train@alexnet", "evaluate", "compare"}
+                                        "train@alexnet", "evaluate", "compare", "export"}
     compare = json.loads((project / "metrics/compare.json").read_text())
     evaluation_accuracy = {}
     assert compare["best_model"] in MODELS and set(compare["models"]) == set(MODELS)
@@ -38,7 +38,8 @@ def test_full_pipeline_then_change_one_model(project):
         assert {"device", "cpu", "cpu_avx2", "cpu_avx512", "cpu_avx512_bf16", "cpu_amx_bf16", "native_bf16",
                 "torch", "threads"} <= set(made_on) and made_on["precision"] in ("fp32", "bf16")
         assert made_on["precision"] == ("bf16" if made_on["native_bf16"] and name != "efficientnet" else "fp32")
-        assert torch.load(project / f"models/{name}.pt", weights_only=False)["machine"] == made_on
+        assert checkpoints.read(project / f"models/{name}.pt")["machine"] == made_on
+        assert (project / f"models/{name}.onnx").stat().st_size > 0 and (project / f"models/{name}.md").is_file()
     compare_md = (project / "metrics/compare.md").read_text()
     assert "| resnet (resnet18)" in compare_md and "Trained on " in compare_md and "resnet " in compare_md
     git(project, "add", "-A")
@@ -55,11 +56,14 @@ def test_full_pipeline_then_change_one_model(project):
     fetched = project.parent / "fetched-resnet.pt"
     run(["dvc", "artifacts", "get", str(project), "resnet", "-o", str(fetched)], project.parent)
     assert fetched.read_bytes() == (project / "models/resnet.pt").read_bytes()
+    card = project.parent / "resnet-card.md"  # the model card travels beside the model, from git
+    run(["dvc", "artifacts", "get", str(project), "resnet-card", "-o", str(card)], project.parent)
+    assert card.read_text() == (project / "models/resnet.md").read_text()
 
     git(project, "checkout", "-q", "-b", "longer-resnet")
     set_params(project, {"models": {"resnet": {"epochs": 2}}})
     second = run(["dvc", "repro"], project)
-    assert ran_stages(second.stdout) == {"train@resnet", "evaluate", "compare"}
+    assert ran_stages(second.stdout) == {"train@resnet", "evaluate", "compare", "export"}
     git(project, "add", "-A")
     git(project, "commit", "-qm", "resnet: 2 epochs")
 
@@ -79,7 +83,7 @@ def test_full_pipeline_then_change_one_model(project):
     html = project / "plots_html"
     run(["dvc", "plots", "show", "-o", str(html)], project)
     page = (html / "index.html").read_text()
-    for title in ("Validation accuracy", "Training loss", "resnet confusion matrix", "ROC (test split"):
+    for title in ("Validation accuracy", "Training loss", "resnet confusion matrix", "ROC (test split", "Risk-coverage"):
         assert title in page
     for image in ("class_distribution.png", "average_images.png", "models.png", "alexnet_confusion.png",
                   "roc.png", "reliability.png", "resnet_errors.png"):

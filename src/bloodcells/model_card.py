@@ -11,11 +11,8 @@ CROSS_LAB_FAMILY = {"resnet": "ResNet18", "efficientnet": "EfficientNet-b0", "al
 
 def file_md5(path):
     """The file's MD5, as dvc.lock records it: `git log -S <md5> dvc.lock` finds the commit that made it."""
-    digest = hashlib.md5()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def source_label(source):
