@@ -22,7 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 MODELS = ("resnet", "efficientnet", "alexnet")
 CLASSES = ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet"]
 CURVES = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
-DATA_PLOTS = 4 + len(MODELS) + 1  # four training curves, a confusion matrix per model, the ROC curves
+DATA_PLOTS = 4 + len(MODELS) + 2  # four training curves, a confusion matrix per model, the ROC and risk-coverage curves
 
 
 def test_the_committed_page_inlines_the_recorded_vega_files_and_loads_nothing_remote():

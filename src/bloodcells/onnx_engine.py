@@ -1,14 +1,12 @@
 """Inference from a models/<model>.onnx file with ONNX Runtime, without importing torch (`predict --engine onnx`).
 
-The same steps as bloodcells.inference: the prepared crop resized to the model's input side (Pillow's antialiased
-bilinear filter on floats, which torch's antialiased resize was written to match; they differ by one grey level on
-about 1 % of the pixels), the 8 dihedral views averaged with test-time augmentation, then the model's temperature.
+The same steps as bloodcells.inference: the prepared crop (the graph resizes it to the model's input side, as
+bloodcells.data.resize does), the 8 dihedral views averaged with test-time augmentation, then the model's temperature.
 """
 import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .calibration import apply_temperature, temperature_for
 from .errors import UserError
@@ -52,8 +50,8 @@ class OnnxModel:
         self.input_name = self.session.get_inputs()[0].name
 
     def probabilities(self, crops, batch_size=64, tta=False):
-        """Calibrated class probabilities [N, classes] of prepared crops ([S, S, 3] uint8 arrays)."""
-        inputs = np.stack([resize(crop, self.checkpoint["image_size"]) for crop in crops])
+        """Calibrated class probabilities [N, classes] of prepared crops ([C, C, 3] uint8 arrays, C the crop side)."""
+        inputs = np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
         views = range(8) if tta else (0,)
         outputs = []
         for start in range(0, len(inputs), batch_size):
@@ -64,16 +62,6 @@ class OnnxModel:
                 total = total + softmax(logits)
             outputs.append((total / len(views)).astype(np.float32))
         return apply_temperature(np.concatenate(outputs), temperature_for(self.checkpoint, tta))
-
-
-def resize(crop, side):
-    """[S, S, 3] uint8 -> [3, side, side] uint8."""
-    channels = np.moveaxis(np.asarray(crop), -1, 0)
-    if channels.shape[-1] == side:
-        return np.ascontiguousarray(channels)
-    resized = [np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((side, side), Image.BILINEAR))
-               for c in channels]
-    return np.clip(np.round(np.stack(resized)), 0, 255).astype(np.uint8)
 
 
 def dihedral(batch, view):

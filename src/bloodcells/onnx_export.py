@@ -1,13 +1,15 @@
 """A trained checkpoint as an ONNX file that runs without this project or PyTorch (the export stage).
 
-The graph takes uint8 crops [N, 3, S, S] at the model's input side S (any N), standardises them by the model's
-channel statistics inside, and gives `logits` and `probabilities` (one view, with the model's temperature for one
-view). What else inference needs travels as JSON in the file's metadata (key `bloodcells`): classes, crop settings,
-input side, statistics, both temperatures, the machine that trained it. Reading that metadata runs no code.
+The graph takes uint8 crops [N, 3, C, C] as the clean stage and predict cut them (C: the crop side, any N), brings
+them to the model's input side S, standardises them by the model's channel statistics, and gives `logits` and
+`probabilities` (one view, with the model's temperature for one view). What else inference needs travels as JSON in
+the file's metadata (key `bloodcells`): classes, crop settings, input side, statistics, both temperatures, the
+machine that trained it. Reading that metadata runs no code.
 
 Exported with PyTorch's TorchScript-based exporter (dynamo=False): about 1 s a model here against 5-14 s for the
-dynamo exporter, which would also need onnxscript. The crops are resized to S outside the graph: the dynamo
-exporter alone can write torch's antialiased resize, and the TorchScript one cannot.
+dynamo exporter, which would also need onnxscript. That exporter cannot write torch's antialiased resize, so the
+resize is written as what it is, a linear map per axis: x @ R along the width, then R^T @ (.) along the height, with R
+torch's own resize of the identity. In that order it gives the same pixels as bloodcells.data.resize.
 """
 import json
 import warnings
@@ -22,14 +24,25 @@ METADATA_KEY = "bloodcells"
 FORMAT = 1
 
 
-class StandardisedModel(torch.nn.Module):
-    """uint8 crops -> (logits, probabilities), the standardisation and the one-view temperature inside."""
+def resize_matrix(side, size):
+    """[side, size]: row j is where pixel j of a row goes when torch's antialiased bilinear resize brings the row
+    from `side` to `size` pixels (the resize of the identity)."""
+    identity = torch.eye(side)[None, None]
+    return torch.nn.functional.interpolate(identity, size=(side, size), mode="bilinear", antialias=True)[0, 0]
 
-    def __init__(self, model, mean, std, temperature):
+
+class StandardisedModel(torch.nn.Module):
+    """uint8 crops of side `side` -> (logits, probabilities): the resize to the model's side, the standardisation and
+    the one-view temperature inside."""
+
+    def __init__(self, model, side, size, mean, std, temperature):
         super().__init__()
         self.model, self.mean, self.std, self.temperature = model, list(mean), list(std), float(temperature)
+        self.register_buffer("resize", resize_matrix(side, size) if side != size else None)
 
     def forward(self, crops):
+        if self.resize is not None:  # width first, then height: bloodcells.data.resize's pixels exactly
+            crops = torch.matmul(self.resize.T, torch.matmul(crops.float(), self.resize)).round().clamp(0, 255)
         logits = self.model(normalise(crops, self.mean, self.std))
         return logits, (logits / self.temperature).softmax(dim=1)
 
@@ -45,9 +58,9 @@ def export(model, checkpoint, path):
     import onnx  # only the export stage needs it
 
     temperature = (checkpoint.get("temperature") or {}).get("single_view", 1.0)
-    wrapped = StandardisedModel(model.float().to(memory_format=torch.contiguous_format), checkpoint["mean"],
-                                checkpoint["std"], temperature).eval()
-    side = checkpoint["image_size"]
+    side = checkpoint["crop"]["image_size"]
+    wrapped = StandardisedModel(model.float().to(memory_format=torch.contiguous_format), side,
+                                checkpoint["image_size"], checkpoint["mean"], checkpoint["std"], temperature).eval()
     example = torch.zeros(2, 3, side, side, dtype=torch.uint8)
     with atomic_file(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and shape-inference notes
