@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bloodcells import classes as class_list
 from bloodcells.atomic import write_text
+from bloodcells.digests import file_digest
 from bloodcells.errors import UserError, stage_main
 from bloodcells.inference import load_checkpoint
 from bloodcells.model_card import render
@@ -35,7 +36,7 @@ def main():
     for name in params["models"]:
         path = MODEL_DIR / f"{name}.pt"
         model, checkpoint = load_checkpoint(path, name, classes)
-        export(model.cpu(), checkpoint, path.with_suffix(".onnx"))
+        export(model.cpu(), checkpoint, path.with_suffix(".onnx"), file_digest(path, "md5"))
         card = render(name, checkpoint, read_json(f"metrics/evaluate/{name}.json"), data,
                       read_json(f"metrics/train/{name}/metrics.json"), params["data"]["source"], path, cross_lab)
         write_text(path.with_suffix(".md"), card)

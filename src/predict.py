@@ -9,9 +9,9 @@ and cut exactly as the clean stage cut the training crops (the settings travel i
 probabilities come from the same inference code as the evaluate stage, with its test-time augmentation
 (evaluate.tta in params.yaml) unless --tta / --no-tta says otherwise, and the model's temperature (calibrated
 probabilities). With --min-confidence P, a photograph whose top probability is below P is answered `uncertain` (its
-best guess is still written). Without --model, the best model of metrics/compare.json is used. --engine onnx runs
-the exported models/<name>.onnx with ONNX Runtime, without PyTorch. A model file is read without running anything in
-it. A file that cannot be classified gets one line and makes the exit status 1; every other file is still
+best guess is still written). Without --model, the best model of metrics/compare.json is used, on ONNX Runtime where
+its export models/<name>.onnx is there and up to date (measured faster than eager PyTorch), else on PyTorch;
+--engine onnx runs an exported model without importing PyTorch. A model file is read without running anything in it. A file that cannot be classified gets one line and makes the exit status 1; every other file is still
 classified and written.
 """
 import argparse
@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from bloodcells import cells, photos
 from bloodcells.atomic import atomic_file, write_json
+from bloodcells.digests import file_digest
 from bloodcells.errors import UserError, stage_main
 from bloodcells.params import load_params
 
@@ -84,8 +85,29 @@ def default_model(engine):
     return Path("models") / f"{best}.{'onnx' if engine == 'onnx' else 'pt'}"
 
 
+def exported_beside(checkpoint_path):
+    """The .onnx file exported from this very checkpoint (its metadata names the checkpoint's MD5), where it and ONNX
+    Runtime are there: predict's default engine, measured faster than eager PyTorch at batch 1 and 32
+    (docs/models.md). None otherwise."""
+    exported = Path(checkpoint_path).with_suffix(".onnx")
+    if not exported.is_file() or not Path(checkpoint_path).is_file():
+        return None
+    try:
+        from bloodcells.onnx_engine import OnnxModel
+        made_from = OnnxModel(exported).checkpoint.get("checkpoint_md5")
+    except UserError:
+        return None
+    return exported if made_from == file_digest(checkpoint_path, "md5") else None
+
+
 def choose_engine(args):
-    """(engine, model path) from --engine and --model: a .onnx model runs on ONNX Runtime unless told otherwise."""
+    """(engine, model path) from --engine and --model: a .onnx model runs on ONNX Runtime, a .pt one on PyTorch;
+    the default model runs on ONNX Runtime where its export is there and up to date (and no --overlay asks for
+    Grad-CAM), else on PyTorch."""
+    if args.engine is None and args.model is None:
+        checkpoint_path = default_model("torch")
+        exported = None if args.overlay else exported_beside(checkpoint_path)
+        return ("onnx", exported) if exported else ("torch", checkpoint_path)
     engine = args.engine or ("onnx" if args.model and Path(args.model).suffix == ".onnx" else "torch")
     model_path = Path(args.model) if args.model else default_model(engine)
     if engine == "torch" and model_path.suffix == ".onnx":

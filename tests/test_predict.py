@@ -104,7 +104,7 @@ def test_predict_with_the_annotated_boxes_gives_evaluates_probabilities(trained)
     best = json.loads((trained / "metrics/compare.json").read_text())["best_model"]
     photos_given = [trained / "data/raw/JPEGImages" / f"{name}.jpg" for name in test["image"]]
     result = predict(trained, *photos_given, "--boxes", "data/clean/test.csv", "--out", "out.json")
-    assert f"models/{best}.pt" in result.stderr and "TTA on" in result.stderr
+    assert f"models/{best}.onnx" in result.stderr and "TTA on" in result.stderr  # the default: its ONNX export
     predicted = pd.DataFrame(json.loads((trained / "out.json").read_text()))
     predicted["image"] = predicted["file"].map(lambda f: f.rsplit("/", 1)[-1][:-4])
     assert (predicted["located_by"] == "given").all()
@@ -340,3 +340,18 @@ def test_the_model_card_is_drawn_from_the_records(trained):
                f"**{evaluation['expected_calibration_error']:.3f}** after" in card
         assert machine["cpu"] in card and "In plain words: trained on BCCD" in card and "on BCCD's images" in card
         assert "/tmp" not in card and "Source: synthetic" in card
+
+
+def test_the_default_model_runs_on_its_onnx_export_only_where_that_export_is_of_this_checkpoint(trained, tmp_path):
+    photo = trained / "data/raw/JPEGImages/BloodImage_00000.jpg"
+    best = json.loads((trained / "metrics/compare.json").read_text())["best_model"]
+    assert f"models/{best}.onnx" in predict(trained, photo).stderr
+    assert f"models/{best}.pt" in predict(trained, photo, "--overlay", tmp_path / "pictures").stderr  # Grad-CAM
+    exported = trained / f"models/{best}.onnx"
+    other = next(name for name in ("resnet", "efficientnet", "alexnet") if name != best)
+    kept = exported.read_bytes()
+    try:
+        exported.write_bytes((trained / f"models/{other}.onnx").read_bytes())  # an export of another checkpoint
+        assert f"models/{best}.pt" in predict(trained, photo).stderr
+    finally:
+        exported.write_bytes(kept)

@@ -1,18 +1,12 @@
 """A model card (Mitchell et al. 2019, "Model cards for model reporting") per trained model, drawn from the run's
 records: what the model is for, what it was trained on, how it scores per class, how calibrated it is, how it fares
 in another laboratory, and which machine made it. Written by the export stage, never by hand."""
-import hashlib
 from pathlib import Path
 
+from .digests import file_digest
 from .machine import summary_line
 
 CROSS_LAB_FAMILY = {"resnet": "ResNet18", "efficientnet": "EfficientNet-b0", "alexnet": "AlexNet"}
-
-
-def file_md5(path):
-    """The file's MD5, as dvc.lock records it: `git log -S <md5> dvc.lock` finds the commit that made it."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def source_label(source):
@@ -70,6 +64,7 @@ def render(name, checkpoint, evaluation, data, training, source, model_path, cro
     abstention = evaluation.get("abstention", {})
     temperature = checkpoint.get("temperature") or {}
     machine = checkpoint.get("machine") or {}
+    md5 = file_digest(model_path, "md5")
     lines = [
         f"# Model card: {name} ({checkpoint['arch']})", "",
         "Written by the export stage (`src/export.py`) from this run's records; regenerate it with `dvc repro export`.",
@@ -113,8 +108,8 @@ def render(name, checkpoint, evaluation, data, training, source, model_path, cro
         "## Machine and reproduction",
         f"Trained on: {summary_line(machine)}, {machine.get('precision', '?')}. The same code, data, parameters, CPU kind and thread count give the "
         "same file byte for byte.", "",
-        f"- `{model_path.name}` (PyTorch; loads without running code), MD5 `{file_md5(model_path)}`: "
-        f"`git log -S {file_md5(model_path)} dvc.lock` finds the commit that made it; there `dvc repro train@{name}` "
+        f"- `{model_path.name}` (PyTorch; loads without running code), MD5 `{md5}`: "
+        f"`git log -S {md5} dvc.lock` finds the commit that made it; there `dvc repro train@{name}` "
         "makes it again.",
         f"- `{model_path.with_suffix('.onnx').name}` (ONNX Runtime, no PyTorch needed): "
         f"`python src/predict.py PHOTOS --model {model_path.with_suffix('.onnx').as_posix()}`.",

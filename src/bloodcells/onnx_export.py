@@ -47,13 +47,13 @@ class StandardisedModel(torch.nn.Module):
         return logits, (logits / self.temperature).softmax(dim=1)
 
 
-def metadata(checkpoint):
-    """What predict needs besides the graph, as plain JSON."""
+def metadata(checkpoint, checkpoint_md5):
+    """What predict needs besides the graph, as plain JSON, and the MD5 of the checkpoint it was exported from."""
     keys = ("model", "arch", "classes", "image_size", "mean", "std", "crop", "temperature", "machine")
-    return {"format": FORMAT, **{key: checkpoint.get(key) for key in keys}}
+    return {"format": FORMAT, "checkpoint_md5": checkpoint_md5, **{key: checkpoint.get(key) for key in keys}}
 
 
-def export(model, checkpoint, path):
+def export(model, checkpoint, path, checkpoint_md5=None):
     """Write `model` (in eval mode, on the CPU) with its checkpoint's metadata to `path`, atomically."""
     import onnx  # only the export stage needs it
 
@@ -69,6 +69,6 @@ def export(model, checkpoint, path):
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
         graph = onnx.load(str(tmp))
         entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(metadata(checkpoint), sort_keys=True, default=str)
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata(checkpoint, checkpoint_md5), sort_keys=True, default=str)
         graph.producer_name, graph.doc_string = "bloodcells", f"{checkpoint['arch']} for {', '.join(checkpoint['classes'])}"
         onnx.save(graph, str(tmp))

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import layouts
+from .digests import file_digest
 from .errors import UserError
 from .layouts import dataset_master
 
@@ -27,16 +28,8 @@ ALTERNATIVES = (
 )
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_text(root):
-    return "".join(f"{sha256_of(Path(root) / rel)}  {rel.as_posix()}\n" for rel in dataset_master.layout_files(root))
+    return "".join(f"{file_digest(Path(root) / rel)}  {rel.as_posix()}\n" for rel in dataset_master.layout_files(root))
 
 
 def write_manifest(root, manifest_path):
@@ -55,12 +48,12 @@ def describe_source(source, manifest_path):
         return source
     path = Path(source).expanduser()
     if path.is_file():
-        return f"a local zip (SHA-256 {sha256_of(path)[:12]})"
+        return f"a local zip (SHA-256 {file_digest(path)[:12]})"
     if path.is_dir():
         names = [p.relative_to(path).as_posix() for p in path.rglob("labels.csv")]
         root = dataset_master.find_root(names)
         if root is None:  # another layout (class folders): every file
-            text = "".join(f"{sha256_of(p)}  {p.relative_to(path).as_posix()}\n"
+            text = "".join(f"{file_digest(p)}  {p.relative_to(path).as_posix()}\n"
                            for p in sorted(path.rglob("*")) if p.is_file())
         else:
             text = manifest_text(path / root)
@@ -89,7 +82,7 @@ def verify_manifest(root, manifest):
         raise UserError(f"{len(missing)} file(s) of the manifest are missing after download, e.g. {missing[0]}; "
                         f"the pinned archive changed or the download was cut: retry, or {ALTERNATIVES}")
     for rel, digest in manifest.items():
-        if sha256_of(Path(root) / rel) != digest:
+        if file_digest(Path(root) / rel) != digest:
             raise UserError(f"{rel}: SHA-256 does not match the manifest; the download is corrupt or the "
                             f"upstream file changed: retry, or {ALTERNATIVES}")
 
