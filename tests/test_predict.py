@@ -224,6 +224,7 @@ def test_the_onnx_export_gives_pytorchs_outputs_and_predict_runs_it_without_torc
     batch size; predict's ONNX engine gives the torch engine's probabilities, and never imports torch."""
     import onnxruntime
     from bloodcells import data
+    from bloodcells.data import dihedral
     from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities
     images, _, _ = data.load_split("test", trained / "data/clean", require_all_classes=False)
     for name in ("resnet", "efficientnet", "alexnet"):
@@ -239,6 +240,12 @@ def test_the_onnx_export_gives_pytorchs_outputs_and_predict_runs_it_without_torc
             single = checkpoint["temperature"]["single_view"]
             scaled = np.exp((logits - logits.max(axis=1, keepdims=True)) / single)
             assert np.abs(scaled / scaled.sum(axis=1, keepdims=True) - probabilities).max() <= 1e-5, name
+        for view in (1, 6):  # test-time augmentation's views, turned after the resize as evaluate turns them
+            expected = predict_probabilities(model, dihedral(model_inputs(images, checkpoint), view),
+                                             checkpoint["mean"], checkpoint["std"]).numpy()
+            logits, _ = session.run(None, {"crops": images.numpy(), "view": np.array(view)})
+            got = np.exp(logits - logits.max(axis=1, keepdims=True))
+            assert np.abs(got / got.sum(axis=1, keepdims=True) - expected).max() <= 1e-4, (name, view)
         meta = json.loads(session.get_modelmeta().custom_metadata_map["bloodcells"])
         assert meta["classes"] == checkpoint["classes"] and meta["temperature"] == checkpoint["temperature"]
 

@@ -1,7 +1,8 @@
 """Inference from a models/<model>.onnx file with ONNX Runtime, without importing torch (`predict --engine onnx`).
 
-The same steps as bloodcells.inference: the prepared crop (the graph resizes it to the model's input side, as
-bloodcells.data.resize does), the 8 dihedral views averaged with test-time augmentation, then the model's temperature.
+The same steps as bloodcells.inference: the prepared crop (the graph resizes it to the model's input side and turns it
+to each view after that, as evaluate does), the 8 dihedral views averaged with test-time augmentation, then the
+model's temperature.
 """
 import json
 from pathlib import Path
@@ -47,7 +48,9 @@ class OnnxModel:
         missing = [key for key in ("classes", "image_size", "crop") if not self.checkpoint.get(key)]
         if missing:
             raise UserError(f"{path}: its metadata lacks {', '.join(missing)}; export it again (dvc repro export)")
-        self.input_name = self.session.get_inputs()[0].name
+        inputs = [node.name for node in self.session.get_inputs() + self.session.get_overridable_initializers()]
+        if inputs != ["crops", "view"]:  # view has a default: ONNX Runtime lists it among the overridable initialisers
+            raise UserError(f"{path}: its inputs are not this project's (crops, view); export it again (dvc repro export)")
 
     def probabilities(self, crops, batch_size=64, tta=False):
         """Calibrated class probabilities [N, classes] of prepared crops ([C, C, 3] uint8 arrays, C the crop side)."""
@@ -58,16 +61,10 @@ class OnnxModel:
             batch = inputs[start:start + batch_size]
             total = 0
             for view in views:
-                logits = self.session.run(["logits"], {self.input_name: dihedral(batch, view)})[0]
+                logits = self.session.run(["logits"], {"crops": batch, "view": np.array(view, dtype=np.int64)})[0]
                 total = total + softmax(logits)
             outputs.append((total / len(views)).astype(np.float32))
         return apply_temperature(np.concatenate(outputs), temperature_for(self.checkpoint, tta))
-
-
-def dihedral(batch, view):
-    """As bloodcells.data.dihedral: `view` % 4 quarter turns, mirrored when `view` >= 4."""
-    batch = np.rot90(batch, view % 4, axes=(-2, -1))
-    return np.ascontiguousarray(batch[..., ::-1] if view >= 4 else batch)
 
 
 def softmax(logits):

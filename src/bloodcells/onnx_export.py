@@ -1,8 +1,9 @@
 """A trained checkpoint as an ONNX file that runs without this project or PyTorch (the export stage).
 
 The graph takes uint8 crops [N, 3, C, C] as the clean stage and predict cut them (C: the crop side, any N), brings
-them to the model's input side S, standardises them by the model's channel statistics, and gives `logits` and
-`probabilities` (one view, with the model's temperature for one view). What else inference needs travels as JSON in
+them to the model's input side S, turns them to `view` (0-7, the dihedral views of test-time augmentation; an input
+with the default 0, the crop as it is), standardises them by the model's channel statistics, and gives `logits` and
+`probabilities` (with the model's temperature for one view). What else inference needs travels as JSON in
 the file's metadata (key `bloodcells`): classes, crop settings, input side, statistics, both temperatures, the
 machine that trained it. Reading that metadata runs no code.
 
@@ -14,10 +15,11 @@ torch's own resize of the identity. In that order it gives the same pixels as bl
 import json
 import warnings
 
+import numpy as np
 import torch
 
 from .atomic import atomic_file
-from .data import normalise
+from .data import dihedral_index, normalise
 
 OPSET = 17
 METADATA_KEY = "bloodcells"
@@ -32,18 +34,23 @@ def resize_matrix(side, size):
 
 
 class StandardisedModel(torch.nn.Module):
-    """uint8 crops of side `side` -> (logits, probabilities): the resize to the model's side, the standardisation and
-    the one-view temperature inside."""
+    """uint8 crops of side `side` and a view number -> (logits, probabilities): the resize to the model's side, the
+    view (one of the 8 dihedral ones, as bloodcells.data.dihedral turns it, after the resize as evaluate turns it),
+    the standardisation and the one-view temperature inside."""
 
     def __init__(self, model, side, size, mean, std, temperature):
         super().__init__()
         self.model, self.mean, self.std, self.temperature = model, list(mean), list(std), float(temperature)
         self.register_buffer("resize", resize_matrix(side, size) if side != size else None)
+        self.register_buffer("views", dihedral_index(size))
 
-    def forward(self, crops):
+    def forward(self, crops, view):
+        images = crops.float()
         if self.resize is not None:  # width first, then height: bloodcells.data.resize's pixels exactly
-            crops = torch.matmul(self.resize.T, torch.matmul(crops.float(), self.resize)).round().clamp(0, 255)
-        logits = self.model(normalise(crops, self.mean, self.std))
+            images = torch.matmul(self.resize.T, torch.matmul(images, self.resize)).round().clamp(0, 255)
+        flat = images.flatten(2)  # a view is a rearrangement of pixels: exact
+        images = flat.index_select(2, self.views[view]).view(images.shape)
+        logits = self.model(normalise(images, self.mean, self.std))
         return logits, (logits / self.temperature).softmax(dim=1)
 
 
@@ -61,13 +68,14 @@ def export(model, checkpoint, path, checkpoint_md5=None):
     side = checkpoint["crop"]["image_size"]
     wrapped = StandardisedModel(model.float().to(memory_format=torch.contiguous_format), side,
                                 checkpoint["image_size"], checkpoint["mean"], checkpoint["std"], temperature).eval()
-    example = torch.zeros(2, 3, side, side, dtype=torch.uint8)
+    example = torch.zeros(2, 3, side, side, dtype=torch.uint8), torch.tensor(0)
     with atomic_file(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and shape-inference notes
-        torch.onnx.export(wrapped, (example,), str(tmp), input_names=["crops"],
+        torch.onnx.export(wrapped, example, str(tmp), input_names=["crops", "view"],
                           output_names=["logits", "probabilities"], dynamic_axes={"crops": {0: "batch"}},
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
         graph = onnx.load(str(tmp))
+        graph.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0, dtype=np.int64), "view"))
         entry = graph.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(metadata(checkpoint, checkpoint_md5), sort_keys=True, default=str)
         graph.producer_name, graph.doc_string = "bloodcells", f"{checkpoint['arch']} for {', '.join(checkpoint['classes'])}"
