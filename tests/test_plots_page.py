@@ -49,6 +49,10 @@ def write_plot_data(project, rng, epochs=3):
         fpr = np.linspace(0, 1, 11)
         pd.DataFrame({"fpr": fpr, "tpr": np.sqrt(fpr).round(4)}).to_csv(
             project / f"metrics/evaluate/predictions/{name}_roc.csv", index=False)
+        coverage = np.linspace(0.1, 1, 10)
+        pd.DataFrame({"threshold": (1.1 - coverage).round(4), "coverage": coverage.round(4),
+                      "accuracy": (1 - 0.2 * coverage ** 2).round(4), "answered": range(1, 11)}).to_csv(
+            project / f"metrics/evaluate/predictions/{name}_risk_coverage.csv", index=False)
 
 
 class RefusingProxy(http.server.BaseHTTPRequestHandler):
