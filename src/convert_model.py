@@ -4,9 +4,9 @@ Usage: python src/convert_model.py OLD.pt NEW.pt --trust
 
 Every reader of this project refuses a checkpoint that names Python objects beyond tensors and plain values
 (bloodcells.checkpoints). Checkpoints this project wrote load as they are; one from an older or modified version that
-holds other objects (numpy values, say) is refused. If you made that file yourself, this reads it with PyTorch's full
-unpickler, which runs whatever the file asks for, so only with --trust, and writes its contents as plain tensors and
-values to NEW.pt.
+holds numpy arrays or scalars is refused. If you made that file yourself, --trust reads it with the same weights-only
+unpickler, numpy's data constructors allowed besides (anything else in it is still refused and never run), and
+writes its contents as plain tensors and values to NEW.pt.
 """
 import argparse
 from pathlib import Path
@@ -18,13 +18,13 @@ from bloodcells.errors import UserError, stage_main
 @stage_main
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="the file to convert (it is run by the full unpickler)")
+    parser.add_argument("source", help="the file to convert")
     parser.add_argument("target", help="where to write the converted checkpoint")
     parser.add_argument("--trust", action="store_true",
-                        help="say that you trust the file: reading it may run any code it holds")
+                        help="say that you made the file or trust where it came from")
     args = parser.parse_args()
     if not args.trust:
-        raise UserError(f"reading {args.source} this way runs any code it holds; add --trust only if you made it "
+        raise UserError(f"converting {args.source} reads numpy objects from it; add --trust only if you made it "
                         "yourself or trust where it came from")
     if not Path(args.source).expanduser().is_file():
         raise UserError(f"{args.source} not found")

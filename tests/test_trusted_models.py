@@ -92,6 +92,12 @@ def test_a_checkpoint_of_this_project_reads_safely_and_an_older_foreign_one_conv
     converted = checkpoints.read(tmp_path / "new.pt")
     assert converted["mean"] == [0.5, 0.5, 0.5] and converted["epochs"] == 3
     assert all(torch.equal(converted["state_dict"][k], v) for k, v in good["state_dict"].items())
+    marker = tmp_path / "it-ran"  # even with --trust, the converter runs nothing a file names
+    evil = crafted_files(tmp_path, marker)[0]
+    refused = run([sys.executable, "src/convert_model.py", str(evil), str(tmp_path / "evil-new.pt"), "--trust"], ROOT,
+                  check=False)
+    assert refused.returncode == 2 and "nothing in it was run" in refused.stderr and not marker.exists()
+    assert not (tmp_path / "evil-new.pt").exists()
 
 
 def softmax(logits):

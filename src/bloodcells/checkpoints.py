@@ -57,10 +57,31 @@ def write(path, checkpoint):
         torch.save(checkpoint, handle)
 
 
+def numpy_globals():
+    """The numpy constructors a pickled array or scalar names: they build data and call nothing else."""
+    import numpy as np
+    core = np._core if hasattr(np, "_core") else np.core
+    dtypes = {type(np.dtype(kind)) for kind in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
+                                                np.int8, np.uint8, np.bool_)}
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
 def convert_trusted(source, target):
-    """Rewrite a checkpoint the user trusts (read by the full unpickler, which runs whatever the file names) as plain
-    tensors and values, then check that the result reads safely. Only src/convert_model.py --trust calls this."""
-    checkpoint = torch.load(Path(source).expanduser(), map_location="cpu", weights_only=False)
+    """Rewrite an older checkpoint whose values include numpy arrays or scalars as plain tensors and values, then
+    check that the result reads safely. Still the weights-only unpickler, with numpy's data constructors allowed
+    besides: a file that names anything else is refused here too. Only src/convert_model.py --trust calls this."""
+    source = Path(source).expanduser()
+    try:
+        with torch.serialization.safe_globals(ALLOWED_GLOBALS + numpy_globals()):
+            checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        raise UnsafeCheckpoint(f"{source} asks to run code or build objects no checkpoint holds (the global "
+                               f"{refused.group(1) if refused else 'unknown'}): not converted, nothing in it was run") \
+            from None
+    except Exception as error:
+        raise UserError(f"{source}: cannot read it as a checkpoint ({type(error).__name__}: {first_line(error)})") \
+            from None
     if not isinstance(checkpoint, dict):
         raise UserError(f"{source} holds a {type(checkpoint).__name__}, not a checkpoint dict; nothing written")
     plain = {key: plain_value(value) for key, value in checkpoint.items()}
