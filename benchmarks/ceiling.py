@@ -9,14 +9,12 @@ most any of these recipes could reach on these images. With --suspects (src/audi
 never-right images the label audit suspects.
 """
 import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bloodcells.errors import UserError, stage_main  # noqa: E402
-from sweep import record_paths  # noqa: E402
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.experiments.records import record_paths
 
 ALL_MODELS = "all models"
 

@@ -27,11 +27,10 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bloodcells import machine  # noqa: E402
-from bloodcells.atomic import save_figure, write_json, write_text  # noqa: E402
-from bloodcells.errors import UserError  # noqa: E402
-from bloodcells.models import MIN_IMAGE_SIZE  # noqa: E402
+from bloodcells.training import machine
+from bloodcells.core.atomic import save_figure, write_json, write_text
+from bloodcells.core.errors import UserError
+from bloodcells.models.factory import MIN_IMAGE_SIZE
 
 MODELS = ("resnet", "efficientnet", "alexnet")
 
@@ -161,7 +160,7 @@ def main():
     path = Path(f"metrics/frontier_{args.record}.json")
     rows = read_json(path)["rows"] if path.is_file() else []
     recipes = [parse_recipe(text) for text in args.recipe]
-    for name, size, _ in recipes:  # before any run: train@<model> would refuse it only after the others trained
+    for name, size, _ in recipes:  # before any run: train_<model> would refuse it only after the others trained
         too_small = [m for m in args.models if size < MIN_IMAGE_SIZE[m]]
         if too_small:
             raise UserError(f"--recipe {name}: {size} px is below the smallest side of {', '.join(too_small)} "

@@ -1,7 +1,7 @@
 """The stain locator against simpler variants, on every real photograph with a VOC WBC box.
 
 Usage: python benchmarks/locator_variants.py [DATASET]   (default ../shared/data/bccd: JPEGImages/, Annotations/)
-Variants: the locator as shipped (src/bloodcells/locator.py); the old fallback's fixed colour rule (blue - green
+Variants: the locator as shipped (src/bloodcells/data/locator.py); the old fallback's fixed colour rule (blue - green
 > 60 and red < 150) in its place; scikit-image's rgb2hed haematoxylin channel in place of the stain score; the
 shipped steps with other box growths (tuned on even-numbered images, checked on odd ones).
 """
@@ -13,9 +13,8 @@ import numpy as np
 from PIL import Image
 from skimage.color import rgb2hed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bloodcells import locator  # noqa: E402
-from bloodcells.voc import largest_box, read_boxes  # noqa: E402
+from bloodcells.data import locator
+from bloodcells.data.voc import largest_box, read_boxes
 
 
 def boxed_photographs(root):

@@ -5,38 +5,17 @@ Usage: python benchmarks/precision.py [--steps 6] [--threads 2]
 
 One step = forward, backward and a fused AdamW step on a batch of random images at the model's image_size and
 batch_size of params.yaml, as training runs it; the first two steps are warm-up. Prints seconds per step and
-images/s, and which setting `precision: auto` picks here (src/bloodcells/training.py's CPU_BF16_FASTER).
+images/s, and which setting `precision: auto` picks here (src/bloodcells/training/loop.py's CPU_BF16_FASTER).
 """
 import argparse
-import sys
-import time
-from pathlib import Path
 
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bloodcells import machine  # noqa: E402
-from bloodcells.models import alexnet_options, build_model  # noqa: E402
-from bloodcells.training import CPU_BF16_FASTER, resolve_precision  # noqa: E402
-
-
-def seconds_per_step(model, size, batch, dtype, channels_last, steps):
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    images = torch.randn(batch, 3, size, size).to(memory_format=memory_format)
-    labels = torch.randint(0, 4, (batch,))
-    times = []
-    for _ in range(steps + 2):
-        started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
-            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - started)
-    return sorted(times[2:])[len(times[2:]) // 2]  # the median after warm-up
+from bloodcells.training import machine
+from bloodcells.models.factory import alexnet_options, build_model
+from bloodcells.training.loop import CPU_BF16_FASTER, resolve_precision
+from bloodcells.training.timing import seconds_per_step
 
 
 def main():

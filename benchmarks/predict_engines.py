@@ -8,7 +8,6 @@ each checkpoint exported to a temporary ONNX file as the export stage does. The 
 (data/clean) when it is there, else random pixels. Prints a Markdown table and the CPU it ran on.
 """
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,17 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bloodcells import machine  # noqa: E402
-from bloodcells.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities  # noqa: E402
-from bloodcells.onnx_engine import OnnxModel  # noqa: E402
-from bloodcells.onnx_export import export  # noqa: E402
+from bloodcells.training import machine
+from bloodcells.models.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
+from bloodcells.models.onnx_engine import OnnxModel
+from bloodcells.models.onnx_export import export
 
 
 def test_crops(count, side):
     clean = Path("data/clean")
     if (clean / "test.csv").is_file():
-        from bloodcells import data
+        from bloodcells.data import dataset as data
         images, _, _ = data.load_split("test", clean, require_all_classes=False)
         images = images.repeat((count + len(images) - 1) // len(images), 1, 1, 1)[:count]
         return [image.permute(1, 2, 0).numpy() for image in images]

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bloodcells.locator import iou  # noqa: E402
+from bloodcells.data.locator import iou
 
 
 def main():

@@ -12,20 +12,16 @@ fused AdamW step on random images. --compile adds torch.compile (its compile tim
 Without --image-size or --batch-size each model's params.yaml recipe is used.
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bloodcells import machine  # noqa: E402
-from bloodcells.models import alexnet_options, build_model  # noqa: E402
-from bloodcells.training import resolve_precision  # noqa: E402
-from precision import seconds_per_step  # noqa: E402
+from bloodcells.training import machine
+from bloodcells.models.factory import alexnet_options, build_model
+from bloodcells.training.loop import resolve_precision
+from bloodcells.training.timing import seconds_per_step
 
 
 def matmul_gflops(dtype, side=1024, repeats=10):

@@ -5,7 +5,7 @@ Usage: python benchmarks/transfer.py --set PATH [--rename their=OURS ...] [--cut
 e.g.   python benchmarks/transfer.py --set <pbc copy> models/*.pt                  # BCCD's models on PBC
        python benchmarks/transfer.py --set <bccd copy> weights/*/pretrain.pt       # PBC-trained models on BCCD
 
-The set is read as the external@<name> stage reads it (bloodcells.external: its layout, its cleaning rules,
+The set is read as the external@<name> stage reads it (bloodcells.data.external_sets: its layout, its cleaning rules,
 classes matched by name in any letter case or by --rename). Each checkpoint is scored with the set cut as its
 layout is cut and as a stain-located crop (crop: wbc, locator: stain), each standardised by the model's training
 statistics and by the set's own (external.sets.<name>.statistics: own), with test-time augmentation as evaluate
@@ -17,15 +17,13 @@ an answer the set lacks counts as wrong; --among-set-classes restricts its answe
 """
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bloodcells import external  # noqa: E402
-from bloodcells.errors import stage_main  # noqa: E402
-from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities  # noqa: E402
+from bloodcells.data import external_sets as external
+from bloodcells.core.errors import stage_main
+from bloodcells.models.inference import load_checkpoint, model_inputs, predict_probabilities
 
 CUTS = {"its layout's": {}, "stain-located": {"crop": "wbc", "locator": "stain"}}
 REFERENCE_CROPS = 32

@@ -21,16 +21,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-import sweep
-from bloodcells.atomic import atomic_file, save_figure, write_json
-from bloodcells.errors import UserError, stage_main
-from bloodcells.label_audit import audit
+from bloodcells.core.atomic import atomic_file, save_figure, write_json
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.evaluation.label_audit import audit
+from bloodcells.experiments.records import record_paths
 
 CROPS = Path("data/clean/images")
 
 
 def read_record(record):
-    _, _, predictions_path = sweep.record_paths(record)
+    _, _, predictions_path = record_paths(record)
     if not predictions_path.is_file():
         raise UserError(f"{predictions_path} not found: run the sweep first (python src/sweep.py --folds 5"
                         f"{'' if record == 'defaults' else ' --record ' + record}), which keeps every prediction")

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from bloodcells import cells, classes, cleaning, images, layouts, locator, schema
-from bloodcells.atomic import atomic_dir, save_figure, write_json
-from bloodcells.errors import UserError, stage_main
-from bloodcells.params import PARAMS_FILE, load_params
+from bloodcells.data import cells, classes, cleaning, images, layouts, locator
+from bloodcells.config import schema
+from bloodcells.core.atomic import atomic_dir, save_figure, write_json
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.config.params import PARAMS_FILE, load_params
 
 RAW_DIR = Path("data/raw")
 CLEAN_DIR = Path("data/clean")

@@ -15,12 +15,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bloodcells import machine
-from bloodcells.atomic import save_figure, write_json, write_text
-from bloodcells.cleaning import BCCD_CLASSES
-from bloodcells.errors import UserError, stage_main
-from bloodcells.params import load_params
-from bloodcells.stats import describe_pair, paired_comparisons
+from bloodcells.training import machine
+from bloodcells.core.atomic import save_figure, write_json, write_text
+from bloodcells.data.cleaning import BCCD_CLASSES
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.config.params import load_params
+from bloodcells.evaluation.model_choice import best_model
+from bloodcells.evaluation.stats import describe_pair, paired_comparisons
 
 # The reference project's table (ImageNet-pretrained, GPU, 35 test images), for the side-by-side view.
 REFERENCE = {
@@ -92,11 +93,6 @@ def pairwise(names):
                             "images; re-run evaluate (dvc repro evaluate)")
     correct = {name: (frame["actual"] == frame["predicted"]).to_numpy() for name, frame in frames.items()}
     return paired_comparisons(correct, first.index, ["test split"] * len(first))
-
-
-def best_model(rows):
-    """Highest accuracy; ties go to the higher sensitivity, then to the smaller model."""
-    return max(rows, key=lambda n: (rows[n]["accuracy"], rows[n]["avg_sensitivity"], -rows[n]["parameters"]))
 
 
 def markdown_table(rows, costs, archs, best, pairs, made_on=(), with_reference=True):

@@ -3,7 +3,7 @@
 Usage: python src/convert_model.py OLD.pt NEW.pt --trust
 
 Every reader of this project refuses a checkpoint that names Python objects beyond tensors and plain values
-(bloodcells.checkpoints). Checkpoints this project wrote load as they are; one from an older or modified version that
+(bloodcells.models.checkpoints). Checkpoints this project wrote load as they are; one from an older or modified version that
 holds numpy arrays or scalars is refused. If you made that file yourself, --trust reads it with the same weights-only
 unpickler, numpy's data constructors allowed besides (anything else in it is still refused and never run), and
 writes its contents as plain tensors and values to NEW.pt.
@@ -11,8 +11,8 @@ writes its contents as plain tensors and values to NEW.pt.
 import argparse
 from pathlib import Path
 
-from bloodcells import checkpoints
-from bloodcells.errors import UserError, stage_main
+from bloodcells.models import checkpoints
+from bloodcells.core.errors import UserError, stage_main
 
 
 @stage_main

@@ -21,16 +21,16 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from bloodcells import classes as class_list, data
-from bloodcells.abstention import abstention_summary
-from bloodcells.atomic import atomic_file, save_figure, write_json
-from bloodcells.errors import stage_main
-from bloodcells.evaluation_plots import plot_errors, plot_pair_errors, plot_reliability, plot_roc
-from bloodcells.calibration import temperature_for
-from bloodcells.metrics import classification_metrics, expected_calibration_error, micro_roc_curve
-from bloodcells.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
-from bloodcells.params import load_params
-from bloodcells.training import seed_everything
+from bloodcells.data import classes as class_list, dataset as data
+from bloodcells.evaluation.abstention import abstention_summary
+from bloodcells.core.atomic import atomic_file, save_figure, write_json
+from bloodcells.core.errors import stage_main
+from bloodcells.evaluation.plots import plot_errors, plot_pair_errors, plot_reliability, plot_roc
+from bloodcells.models.calibration import temperature_for
+from bloodcells.evaluation.metrics import classification_metrics, expected_calibration_error, micro_roc_curve
+from bloodcells.models.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
+from bloodcells.config.params import load_params
+from bloodcells.training.loop import seed_everything
 
 METRICS_DIR = Path("metrics/evaluate")
 PLOTS_DIR = Path("plots/evaluate")

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bloodcells.atomic import save_figure
-from bloodcells import classes as class_list
-from bloodcells.errors import stage_main
-from bloodcells.params import load_params
+from bloodcells.core.atomic import save_figure
+from bloodcells.data import classes as class_list
+from bloodcells.core.errors import stage_main
+from bloodcells.config.params import load_params
 
 CLEAN_DIR = Path("data/clean")
 PLOT_DIR = Path("plots/explore")

@@ -1,20 +1,20 @@
 """Stage export: every trained model as ONNX and a model card, next to its checkpoint.
 
 Per model: models/<model>.onnx (uint8 crops in, logits and calibrated probabilities out, the metadata inference needs
-inside: bloodcells.onnx_export) and models/<model>.md (its model card, drawn from this run's records and
-docs/cross_laboratory.json: bloodcells.model_card).
+inside: bloodcells.models.onnx_export) and models/<model>.md (its model card, drawn from this run's records and
+docs/cross_laboratory.json: bloodcells.models.card).
 """
 import json
 from pathlib import Path
 
-from bloodcells import classes as class_list
-from bloodcells.atomic import write_text
-from bloodcells.digests import file_digest
-from bloodcells.errors import UserError, stage_main
-from bloodcells.inference import load_checkpoint
-from bloodcells.model_card import render
-from bloodcells.onnx_export import export
-from bloodcells.params import load_params
+from bloodcells.data import classes as class_list
+from bloodcells.core.atomic import write_text
+from bloodcells.core.digests import file_digest
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.models.inference import load_checkpoint
+from bloodcells.models.card import render
+from bloodcells.models.onnx_export import export
+from bloodcells.config.params import load_params
 
 MODEL_DIR = Path("models")
 CROSS_LAB = Path("docs/cross_laboratory.json")

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bloodcells import external
-from bloodcells.atomic import atomic_file, write_json
-from bloodcells.errors import UserError, stage_main
-from bloodcells.evaluation_plots import plot_class_confusion, plot_errors
-from bloodcells.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
-from bloodcells.params import load_params
-from bloodcells.training import seed_everything
+from bloodcells.data import external_sets as external
+from bloodcells.core.atomic import atomic_file, write_json
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.evaluation.plots import plot_class_confusion, plot_errors
+from bloodcells.models.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
+from bloodcells.config.params import load_params
+from bloodcells.training.loop import seed_everything
 
 
 def write_predictions(path, found, probabilities, classes):

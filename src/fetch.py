@@ -1,4 +1,4 @@
-"""Stage fetch: put the raw dataset in data/raw, in its own layout (bloodcells.layouts).
+"""Stage fetch: put the raw dataset in data/raw, in its own layout (bloodcells.data.layouts).
 
 `data.source` picks where it comes from: bccd (pinned public downloads, checked against
 data/bccd.sha256), kaggle, synthetic, or a local folder/zip laid out like Kaggle's dataset-master or in one
@@ -8,11 +8,11 @@ Run `python src/fetch.py --write-manifest DIR` to regenerate the manifest from a
 import argparse
 from pathlib import Path
 
-from bloodcells import sources, synthetic
-from bloodcells.atomic import atomic_dir
-from bloodcells.layouts.class_folders import IMAGE_SUFFIXES
-from bloodcells.errors import UserError, stage_main
-from bloodcells.params import load_params
+from bloodcells.data import sources, synthetic
+from bloodcells.core.atomic import atomic_dir
+from bloodcells.data.layouts.class_folders import IMAGE_SUFFIXES
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.config.params import load_params
 
 RAW_DIR = Path("data/raw")
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from bloodcells import cells, photos
-from bloodcells.atomic import atomic_file, write_json
-from bloodcells.digests import file_digest
-from bloodcells.errors import UserError, stage_main
-from bloodcells.params import load_params
+from bloodcells.data import cells, photos
+from bloodcells.core.atomic import atomic_file, write_json
+from bloodcells.core.digests import file_digest
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.config.params import load_params
 
 COMPARE_FILE = Path("metrics/compare.json")
 ENGINES = ("torch", "onnx")
@@ -93,7 +93,7 @@ def exported_beside(checkpoint_path):
     if not exported.is_file() or not Path(checkpoint_path).is_file():
         return None
     try:
-        from bloodcells.onnx_engine import OnnxModel
+        from bloodcells.models.onnx_engine import OnnxModel
         made_from = OnnxModel(exported).checkpoint.get("checkpoint_md5")
     except UserError:
         return None
@@ -124,7 +124,7 @@ class TorchEngine:
     """The checkpoint on PyTorch, as the evaluate stage runs it."""
 
     def __init__(self, path):
-        from bloodcells import inference  # torch loads only for this engine
+        from bloodcells.models import inference  # torch loads only for this engine
         self.inference = inference
         self.model, self.checkpoint = inference.load_checkpoint(path)
 
@@ -137,10 +137,10 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    """The exported model on ONNX Runtime (bloodcells.onnx_engine): no torch imported."""
+    """The exported model on ONNX Runtime (bloodcells.models.onnx_engine): no torch imported."""
 
     def __init__(self, path):
-        from bloodcells.onnx_engine import OnnxModel
+        from bloodcells.models.onnx_engine import OnnxModel
         self.session = OnnxModel(path)
         self.checkpoint = self.session.checkpoint
 
@@ -251,7 +251,7 @@ class Classifier:
 
     def draw(self, good, inputs, probabilities):
         import torch
-        from bloodcells import overlay  # captum loads only when pictures are asked for
+        from bloodcells.evaluation import overlay  # captum loads only when pictures are asked for
         heat = overlay.class_activation(self.engine.model, inputs, self.checkpoint["mean"], self.checkpoint["std"],
                                         torch.from_numpy(probabilities.argmax(axis=1)))
         pictures = []

@@ -1,5 +1,5 @@
 """Stage pretrain@<model>: train a model of the target's recipe on another labelled dataset (pretrain.source), so
-that train@<model> can start from it (models.<model>.weights: weights/<model>/pretrain.pt).
+that train_<model> can start from it (models.<model>.weights: weights/<model>/pretrain.pt).
 
 Usage: python src/pretrain.py resnet|efficientnet|alexnet
 Parameters: `pretrain`, and the model's own recipe (`train`, `models.<model>`) from scratch, for pretrain.epochs
@@ -13,28 +13,18 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from bloodcells import classes as class_list, data, machine, pretraining
-from bloodcells.atomic import discard_on_failure, write_json
-from bloodcells.errors import UserError, stage_main
-from bloodcells.inference import save_checkpoint
-from bloodcells.models import ARCHS, alexnet_options, build_model
-from bloodcells.params import Params, load_params
-from bloodcells.training import resolve_device, seed_everything, train_model
+from bloodcells.data import classes as class_list, dataset as data
+from bloodcells.training import machine, pretraining
+from bloodcells.core.atomic import discard_on_failure, write_json
+from bloodcells.core.errors import stage_main
+from bloodcells.models.inference import save_checkpoint
+from bloodcells.models.factory import ARCHS, alexnet_options, build_model
+from bloodcells.config.params import load_params
+from bloodcells.training.loop import resolve_device, seed_everything, train_model
+from bloodcells.training.recipe import recipe
 
 WEIGHTS_DIR = Path("weights")
 METRICS_DIR = Path("metrics/pretrain")
-
-
-def pretraining_recipe(params, name):
-    """The model's own recipe, from scratch, for pretrain.epochs: the weights must fit the model that starts from
-    them, so the architecture and its input side are the target's."""
-    if name not in params.get("models", {}):
-        raise UserError(f"unknown model {name!r}; params.yaml models: has {', '.join(params.get('models', {}))}")
-    values = {**params["train"], **params["models"][name], "name": name, "pretrained": False, "weights": None,
-              "epochs": params["pretrain"]["epochs"]}
-    if params["pretrain"].get("colour_jitter") is not None:  # colours as noise, for a target stained otherwise
-        values["colour_jitter"] = params["pretrain"]["colour_jitter"]
-    return Params(values, f"models.{name}.", fallback="train.")
 
 
 @stage_main
@@ -44,7 +34,7 @@ def main():
     name = parser.parse_args().model
     params = load_params(("pretrain", "train", f"models.{name}") if name in ARCHS else ("pretrain",))
     settings = params["pretrain"]
-    cfg = pretraining_recipe(params, name)
+    cfg = recipe(params, name, "pretrain")
     device = resolve_device(cfg["device"])
     torch.set_num_threads(cfg["threads"])
     target_classes, target_crop = class_list.read(), data.read_crop_settings()

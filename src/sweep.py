@@ -36,22 +36,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from bloodcells import exp_queue, record_comparison, record_merging, sources
-from bloodcells.atomic import atomic_file, write_json, write_text
-from bloodcells.errors import UserError, stage_main
-from bloodcells.metrics import classification_metrics
-from bloodcells.params import load_params
-from bloodcells.stats import bootstrap_intervals, describe_pair, paired_comparisons
+from bloodcells.experiments import queue as exp_queue, comparison as record_comparison, merging as record_merging
+from bloodcells.data import sources
+from bloodcells.core.atomic import atomic_file, write_json, write_text
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.evaluation.metrics import classification_metrics
+from bloodcells.config.params import load_params
+from bloodcells.evaluation.stats import bootstrap_intervals, describe_pair, paired_comparisons
+from bloodcells.experiments.records import RECORDS_DIR, record_paths
 
 SCORES = ("accuracy", "macro_sensitivity", "macro_specificity")
 EXTRA_SCORES = ("balanced_accuracy", "cohen_kappa", "macro_roc_auc", "expected_calibration_error")
-RECORDS_DIR = Path("metrics")
-
-
-def record_paths(record):
-    """(report .json, report .md, kept predictions .csv) of one configuration's record."""
-    stem = RECORDS_DIR / f"sweep_{record}"
-    return stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_name(f"{stem.name}_predictions.csv")
 
 
 def is_path_key(key):

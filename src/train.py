@@ -1,4 +1,4 @@
-"""Stage train@<model>: train one model on data/clean and save models/<model>.pt.
+"""Stage train_<model>: train one model on data/clean and save models/<model>.pt.
 
 Usage: python src/train.py resnet|efficientnet|alexnet
 Parameters: the `train` section of params.yaml, overridden by `models.<model>`, and by `finetune` when the model
@@ -10,35 +10,18 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from bloodcells import classes as class_list, data, machine
-from bloodcells.atomic import discard_on_failure, write_json
-from bloodcells.errors import UserError, stage_main
-from bloodcells.freezing import freeze_leading_layers
-from bloodcells.inference import fit_temperatures, save_checkpoint
-from bloodcells.models import ARCHS, alexnet_options, build_model, learns_its_own_normalisation
-from bloodcells.params import Params, load_params
-from bloodcells.training import resolve_device, seed_everything, train_model
+from bloodcells.data import classes as class_list, dataset as data
+from bloodcells.training import machine
+from bloodcells.core.atomic import discard_on_failure, write_json
+from bloodcells.core.errors import UserError, stage_main
+from bloodcells.models.freezing import freeze_leading_layers
+from bloodcells.models.inference import fit_temperatures, save_checkpoint
+from bloodcells.models.factory import ARCHS, alexnet_options, build_model, learns_its_own_normalisation
+from bloodcells.config.params import load_params
+from bloodcells.training.loop import resolve_device, seed_everything, train_model
+from bloodcells.training.recipe import recipe, training_purpose
 
 MODEL_DIR = Path("models")
-WEIGHTS_DIR = Path("weights")
-
-
-def model_config(params, name):
-    if name not in params.get("models", {}):
-        raise UserError(f"unknown model {name!r}; params.yaml models: has {', '.join(params.get('models', {}))}")
-    cfg = Params({**params["train"], **params["models"][name], "name": name}, f"models.{name}.", fallback="train.")
-    weights_dir = (WEIGHTS_DIR / name).resolve()
-    if cfg.get("weights") and weights_dir not in Path(cfg["weights"]).expanduser().resolve().parents:
-        raise UserError(f"models.{name}.weights must be a file under {WEIGHTS_DIR / name}/ (a declared dependency "
-                        f"of train@{name}); copy {cfg['weights']} there")
-    return fine_tuning_recipe(cfg, params["finetune"]) if cfg.get("weights") or cfg["pretrained"] else cfg
-
-
-def fine_tuning_recipe(cfg, finetune):
-    """The model's recipe with finetune's changes: its epochs, its learning rate scaled, its ema, its frozen layers."""
-    changed = {"lr": cfg["lr"] * finetune["lr_scale"], "frozen_share": finetune["frozen_share"]}
-    changed.update({key: finetune[key] for key in ("epochs", "ema") if finetune[key] is not None})
-    return Params({**cfg, **changed}, cfg.where, fallback=cfg.fallback)
 
 
 @stage_main
@@ -46,8 +29,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help=" | ".join(ARCHS))
     name = parser.parse_args().model
-    cfg = model_config(load_params(("train", f"models.{name}", "finetune") if name in ARCHS else ()), name)
-    if cfg.get("weights") or cfg["pretrained"]:
+    params = load_params(("train", f"models.{name}", "finetune") if name in ARCHS else ())
+    purpose = training_purpose(params, name)
+    cfg = recipe(params, name, purpose)
+    if purpose == "finetune":
         print(f"{name}: fine-tuning the learnt weights for {cfg['epochs']} epochs at lr {cfg['lr']:g}, ema {cfg['ema']:g} "
               "(the model's recipe with params.yaml's finetune)")
     device = resolve_device(cfg["device"])

@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -9,7 +10,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_BCCD = ROOT.parent / "shared" / "data" / "bccd"
-sys.path.insert(0, str(ROOT / "src"))
 
 # Settings that make the real pipeline run in about a minute on tiny synthetic data.
 TINY = {
@@ -18,6 +18,14 @@ TINY = {
     "models": {name: {"epochs": 1, "image_size": 64, "batch_size": 16}
                for name in ("resnet", "efficientnet", "alexnet")},
 }
+
+
+def load_script(name):
+    """A script of src/ as a module, for a test of its functions: the scripts are run, not installed."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "src" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def deep_update(target, changes):
@@ -55,9 +63,10 @@ def set_defaults(project, changes):
     compose(project)
 
 
-def run(args, cwd, check=True):
-    """Run a command in `cwd`; return the CompletedProcess with stdout/stderr as text."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY}
+def run(args, cwd, check=True, env=None):
+    """Run a command in `cwd` (with `env` over the environment); return the CompletedProcess with stdout/stderr as
+    text."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY, **(env or {})}
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bloodcells import checkpoints
+from bloodcells.models import checkpoints
 from conftest import run, set_params, stage
 
 RAW = "data/raw"
@@ -171,7 +171,7 @@ def test_bad_checkpoints_handed_to_evaluate_are_one_line_and_write_no_metrics(pr
     for case, (spoil, message) in cases.items():
         spoil()
         error = one_line_error(stage(project, "evaluate", check=False))
-        assert message in error and "dvc repro -f train@resnet" in error, case
+        assert message in error and "dvc repro -f train_resnet" in error, case
         assert not list((project / "metrics").glob("evaluate/*.json")), case
         model.write_bytes(good)
     stage(project, "evaluate")  # and with the good file back, it runs
@@ -183,7 +183,7 @@ def test_bad_checkpoints_handed_to_evaluate_are_one_line_and_write_no_metrics(pr
 ])
 def test_bad_starting_weights_are_one_line(fetched, weights, message):
     import torch
-    from bloodcells.models import build_model
+    from bloodcells.models.factory import build_model
     stage(fetched, "clean")
     path = fetched / "weights/resnet/start.pt"
     if weights == "alexnet":

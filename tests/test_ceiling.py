@@ -3,7 +3,7 @@ import importlib.util
 import pandas as pd
 import pytest
 
-from bloodcells.errors import UserError
+from bloodcells.core.errors import UserError
 from conftest import ROOT
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from bloodcells import checkpoints
-from bloodcells import layouts, sources, synthetic
-from bloodcells.layouts import class_folders
+from bloodcells.models import checkpoints
+from bloodcells.data import layouts, sources, synthetic
+from bloodcells.data.layouts import class_folders
 from conftest import ROOT, run, set_params
 
 SHARED_PBC = ROOT.parent / "shared" / "data" / "pbc"

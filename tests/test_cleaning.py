@@ -1,11 +1,11 @@
 import pandas as pd
 import pytest
 
-from bloodcells.cleaning import BCCD_CLASSES as CLASSES
-from bloodcells.cleaning import apply_rules, fold_assignment, read_labels, resample_train, split, split_fold, \
+from bloodcells.data.cleaning import BCCD_CLASSES as CLASSES
+from bloodcells.data.cleaning import apply_rules, fold_assignment, read_labels, resample_train, split, split_fold, \
     split_stratified
-from bloodcells.errors import UserError
-from bloodcells.layouts import dataset_master
+from bloodcells.core.errors import UserError
+from bloodcells.data.layouts import dataset_master
 
 
 def index_of(folder):

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bloodcells import cells, sources, synthetic
-from bloodcells.cleaning import BCCD_CLASSES as CLASSES
-from bloodcells.layouts import dataset_master
-from bloodcells.voc import read_boxes, write_voc
+from bloodcells.data import cells, sources, synthetic
+from bloodcells.data.cleaning import BCCD_CLASSES as CLASSES
+from bloodcells.data.layouts import dataset_master
+from bloodcells.data.voc import read_boxes, write_voc
 from conftest import SHARED_BCCD, run, set_params, stage
 
 

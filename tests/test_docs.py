@@ -6,8 +6,9 @@ import subprocess
 import pytest
 import yaml
 
-import sweep
-from conftest import ROOT
+from conftest import ROOT, load_script
+
+sweep = load_script("sweep")
 
 README = (ROOT / "README.md").read_text()
 RECORD = json.loads((ROOT / "metrics/sweep_defaults.json").read_text())
@@ -59,7 +60,7 @@ def test_the_committed_params_yaml_is_the_composition_of_conf(tmp_path):
 
 def test_every_dataset_recipe_gives_every_key_the_defaults_leave_open(tmp_path):
     from dvc.utils.hydra import compose_and_dump
-    from bloodcells.schema import unset_keys
+    from bloodcells.config.schema import unset_keys
     for recipe in sorted((ROOT / "conf/dataset").glob("*.yaml")):
         composed = tmp_path / f"{recipe.stem}.yaml"
         compose_and_dump(composed, str(ROOT / "conf"), None, "config", "", [f"dataset={recipe.stem}"])

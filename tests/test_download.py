@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
-from bloodcells import sources
-from bloodcells.errors import UserError
+from bloodcells.data import sources
+from bloodcells.core.errors import UserError
 
 CONTENT = b"x" * 5000
 

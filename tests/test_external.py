@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from bloodcells import external, schema, synthetic
-from bloodcells.errors import UserError
+from bloodcells.data import external_sets as external, synthetic
+from bloodcells.config import schema
+from bloodcells.core.errors import UserError
 from conftest import run
 
 MODEL_CLASSES = ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"]
@@ -100,7 +101,7 @@ def test_an_external_set_through_the_pipeline_reports_what_it_cannot_score(proje
     result = run(["dvc", "exp", "run", "-S", f"+external.sets.lab.source={data}",
                   "-S", "+external.sets.lab.rename={lympho: LYMPHOCYTE}"], project)
     assert "Running stage 'external@lab'" in result.stdout
-    assert "Running stage 'train@" not in result.stdout  # the trained models are scored, not retrained
+    assert "Running stage 'train_" not in result.stdout  # the trained models are scored, not retrained
     described = json.loads((project / "metrics/external/lab/data.json").read_text())
     assert described["layout"] == "class-folders" and described["images"] == 24
     assert described["classes"]["lympho"] == {"images": 6, "scored_as": "LYMPHOCYTE", "known_to_the_model": True}
@@ -120,7 +121,7 @@ def test_an_external_set_through_the_pipeline_reports_what_it_cannot_score(proje
     assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
     next(data.glob("neutrophil/*.jpg")).unlink()  # the copy changed: only its scores are stale
     stale = run(["dvc", "status"], project).stdout
-    assert "external@lab" in stale and "train@" not in stale and "evaluate" not in stale
+    assert "external@lab" in stale and "train_" not in stale and "evaluate" not in stale
     shown = run(["dvc", "plots", "show", "--json"], project).stdout
     assert "metrics/external/lab/predictions/resnet.csv" in shown and "plots/external/lab/resnet_errors.png" in shown
 

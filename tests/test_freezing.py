@@ -4,9 +4,9 @@ import yaml
 from dvclive import Live
 from torch import nn
 
-from bloodcells.freezing import freeze_leading_layers, layers_with_parameters
-from bloodcells.models import build_model
-from bloodcells.training import seed_everything, train_model
+from bloodcells.models.freezing import freeze_leading_layers, layers_with_parameters
+from bloodcells.models.factory import build_model
+from bloodcells.training.loop import seed_everything, train_model
 from conftest import ROOT
 from test_training import config, tiny_data
 
@@ -56,9 +56,9 @@ def test_frozen_layers_keep_their_weights_through_training_and_the_rest_learn(tm
 
 
 def test_only_a_model_that_starts_from_learnt_weights_freezes():
-    import train as train_stage
+    from bloodcells.training.recipe import recipe, training_purpose
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["finetune"]["frozen_share"] = 0.5
-    assert not train_stage.model_config(params, "resnet").get("frozen_share")
+    assert not recipe(params, "resnet", training_purpose(params, "resnet")).get("frozen_share")
     params["models"]["resnet"]["weights"] = "weights/resnet/pretrain.pt"
-    assert train_stage.model_config(params, "resnet")["frozen_share"] == 0.5
+    assert recipe(params, "resnet", training_purpose(params, "resnet"))["frozen_share"] == 0.5

@@ -6,20 +6,19 @@ import time
 
 import pytest
 
-from conftest import ROOT, run, set_params
+from conftest import run, set_params
 
-STOPPED_HALF_WAY = f"""
+STOPPED_HALF_WAY = """
 import os, signal, sys
-sys.path.insert(0, {str(ROOT / "src")!r})
-from bloodcells.atomic import atomic_dir, write_text
-from bloodcells.errors import stage_main
+from bloodcells.core.atomic import atomic_dir, write_text
+from bloodcells.core.errors import stage_main
 
 @stage_main
 def main():
     write_text("out/first.json", "finished")  # one output done...
     with atomic_dir("out/second") as tmp:     # ...the next half written when the signal comes
         (tmp / "part.csv").write_text("half")
-        os.kill(os.getpid(), signal.{{signal}})
+        os.kill(os.getpid(), signal.{signal})
         raise AssertionError("the signal did not stop the stage")
 
 main()

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bloodcells.errors import UserError
-from bloodcells.label_audit import MIN_PER_CLASS, audit
+from bloodcells.core.errors import UserError
+from bloodcells.evaluation.label_audit import MIN_PER_CLASS, audit
 from conftest import ROOT, run, set_params
 
 CLASSES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from compare import best_model
-from bloodcells.cleaning import BCCD_CLASSES as CLASSES
-from bloodcells.metrics import classification_metrics, hardest_pairs, reliability_bins, wilson_interval
-from bloodcells.stats import describe_pair, holm, mcnemar_exact, paired_comparisons
+from bloodcells.evaluation.model_choice import best_model
+from bloodcells.data.cleaning import BCCD_CLASSES as CLASSES
+from bloodcells.evaluation.metrics import classification_metrics, hardest_pairs, reliability_bins, wilson_interval
+from bloodcells.evaluation.stats import describe_pair, holm, mcnemar_exact, paired_comparisons
 
 
 def pairs_from_confusion(matrix):

@@ -5,8 +5,8 @@ import sys
 import pandas as pd
 import pytest
 
-from bloodcells import checkpoints
-from bloodcells.atomic import atomic_dir, atomic_file
+from bloodcells.models import checkpoints
+from bloodcells.core.atomic import atomic_dir, atomic_file
 from conftest import git, run, set_params
 
 MODELS = ("resnet", "efficientnet", "alexnet")
@@ -19,8 +19,8 @@ def ran_stages(output):
 
 def test_full_pipeline_then_change_one_model(project):
     first = run(["dvc", "repro"], project)
-    assert ran_stages(first.stdout) == {"fetch", "clean", "explore", "train@resnet", "train@efficientnet",
-                                        "train@alexnet", "evaluate", "compare", "export"}
+    assert ran_stages(first.stdout) == {"fetch", "clean", "explore", "train_resnet", "train_efficientnet",
+                                        "train_alexnet", "evaluate", "compare", "export"}
     compare = json.loads((project / "metrics/compare.json").read_text())
     evaluation_accuracy = {}
     assert compare["best_model"] in MODELS and set(compare["models"]) == set(MODELS)
@@ -64,7 +64,7 @@ def test_full_pipeline_then_change_one_model(project):
     git(project, "checkout", "-q", "-b", "longer-resnet")
     set_params(project, {"models": {"resnet": {"epochs": 2}}})
     second = run(["dvc", "repro"], project)
-    assert ran_stages(second.stdout) == {"train@resnet", "evaluate", "compare", "export"}
+    assert ran_stages(second.stdout) == {"train_resnet", "evaluate", "compare", "export"}
     git(project, "add", "-A")
     git(project, "commit", "-qm", "resnet: 2 epochs")
 

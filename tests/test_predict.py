@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bloodcells import locator, photos, synthetic
-from bloodcells.cleaning import BCCD_CLASSES as CLASSES
+from bloodcells.data import locator, photos, synthetic
+from bloodcells.data.cleaning import BCCD_CLASSES as CLASSES
 from conftest import make_project, run
 
 
@@ -204,7 +204,7 @@ def test_ctrl_c_during_predict_keeps_no_picture_and_no_results(trained, tmp_path
 def test_evaluate_scores_calibrated_probabilities_and_says_what_abstaining_gives(trained):
     """The temperature fitted on the validation split is stored in the model and applied by evaluate; its answers are
     the uncalibrated model's, and the risk-coverage curve is written for dvc plots."""
-    from bloodcells import checkpoints
+    from bloodcells.models import checkpoints
     for name in ("resnet", "efficientnet", "alexnet"):
         evaluation = json.loads((trained / f"metrics/evaluate/{name}.json").read_text())
         temperature = checkpoints.read(trained / f"models/{name}.pt")["temperature"]
@@ -223,9 +223,9 @@ def test_the_onnx_export_gives_pytorchs_outputs_and_predict_runs_it_without_torc
     """The graph takes the crops as cut, resizes and standardises them inside, and matches PyTorch within 1e-4 at any
     batch size; predict's ONNX engine gives the torch engine's probabilities, and never imports torch."""
     import onnxruntime
-    from bloodcells import data
-    from bloodcells.data import dihedral
-    from bloodcells.inference import load_checkpoint, model_inputs, predict_probabilities
+    from bloodcells.data import dataset as data
+    from bloodcells.data.dataset import dihedral
+    from bloodcells.models.inference import load_checkpoint, model_inputs, predict_probabilities
     images, _, _ = data.load_split("test", trained / "data/clean", require_all_classes=False)
     for name in ("resnet", "efficientnet", "alexnet"):
         model, checkpoint = load_checkpoint(trained / f"models/{name}.pt", name)
@@ -254,11 +254,9 @@ def test_the_onnx_export_gives_pytorchs_outputs_and_predict_runs_it_without_torc
     no_torch = tmp_path / "no_torch"  # an import of torch fails: the ONNX engine must not need it
     (no_torch / "torch").mkdir(parents=True)
     (no_torch / "torch/__init__.py").write_text("raise ImportError('torch is not to be imported here')\n")
-    onnx_run = run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(no_torch)!r}); "
-                    "sys.argv = ['src/predict.py'] + sys.argv[1:]; sys.path.insert(1, 'src'); "
-                    "import runpy; runpy.run_path('src/predict.py', run_name='__main__')",
-                    *map(str, given), "--boxes", "data/clean/test.csv", "--model", "models/resnet.onnx",
-                    "--out", str(tmp_path / "onnx.csv")], trained)
+    onnx_run = run([sys.executable, "src/predict.py", *map(str, given), "--boxes", "data/clean/test.csv",
+                    "--model", "models/resnet.onnx", "--out", str(tmp_path / "onnx.csv")], trained,
+                   env={"PYTHONPATH": str(no_torch)})
     assert "(onnx)" in onnx_run.stderr
     predict(trained, *given, "--boxes", "data/clean/test.csv", "--model", "models/resnet.pt",
             "--out", tmp_path / "torch.csv")

@@ -8,11 +8,12 @@ import shlex
 import pytest
 import torch
 
-import pretrain
-from bloodcells import pretraining, schema
-from bloodcells.errors import UserError
-from bloodcells.inference import load_checkpoint
-from bloodcells.models import build_model, classification_head, load_weights
+from bloodcells.training import pretraining
+from bloodcells.training.recipe import recipe
+from bloodcells.config import schema
+from bloodcells.core.errors import UserError
+from bloodcells.models.inference import load_checkpoint
+from bloodcells.models.factory import build_model, classification_head, load_weights
 from conftest import run, set_defaults, set_params
 from test_class_folders import readme_command
 from test_external import class_folder_set
@@ -88,10 +89,10 @@ def test_the_schema_wants_a_source_for_any_pretrained_model():
 def test_pretraining_trains_the_model_s_own_recipe_with_its_own_colour_jitter_unless_pretrain_sets_one():
     params = {"train": {"colour_jitter": 0.1, "epochs": 30, "lr": 0.001}, "models": {"resnet": {"lr": 0.002}},
               "pretrain": {"epochs": 10, "colour_jitter": None}}
-    own = pretrain.pretraining_recipe(params, "resnet")
+    own = recipe(params, "resnet", "pretrain")
     assert (own["colour_jitter"], own["epochs"], own["lr"]) == (0.1, 10, 0.002)
     params["pretrain"]["colour_jitter"] = 0.4
-    assert pretrain.pretraining_recipe(params, "resnet")["colour_jitter"] == 0.4
+    assert recipe(params, "resnet", "pretrain")["colour_jitter"] == 0.4
     settings = {"source": None, "models": [], "classes": "shared", "epochs": 2, "val_size": 0.1, "colour_jitter": 2}
     with pytest.raises(UserError, match=r"pretrain.colour_jitter: .*1"):
         schema.validate({"pretrain": settings}, ("pretrain",))
@@ -107,8 +108,8 @@ def test_start_from_another_set_through_the_pipeline(project, tmp_path):
     assert "pretrain.source=/abs/path/PBC_dataset_normal_DIB" in command
     result = run(shlex.split(command.replace("/abs/path/PBC_dataset_normal_DIB", str(lab))), project)
     for model in ("resnet", "efficientnet", "alexnet"):
-        assert f"Running stage 'pretrain@{model}'" in result.stdout and f"Running stage 'train@{model}'" in result.stdout
-        # the lab shares three of the four classes: its head is for those three, so train@ starts a new one
+        assert f"Running stage 'pretrain@{model}'" in result.stdout and f"Running stage 'train_{model}'" in result.stdout
+        # the lab shares three of the four classes: its head is for those three, so train_ starts a new one
         assert f"models.{model}.weights: weights/{model}/pretrain.pt: trained on NEUTROPHIL, EOSINOPHIL, " \
                "LYMPHOCYTE: its classification head is replaced" in result.stdout
         _, checkpoint = load_checkpoint(project / f"weights/{model}/pretrain.pt", model)
@@ -124,11 +125,11 @@ def test_start_from_another_set_through_the_pipeline(project, tmp_path):
     # a fine-tuning variant: training reruns, pretraining not
     set_params(project, {"finetune": {"lr_scale": 0.5, "frozen_share": 0.5}})
     stale = run(["dvc", "status"], project).stdout
-    assert "train@resnet" in stale and "pretrain@" not in stale and "clean:" not in stale
+    assert "train_resnet" in stale and "pretrain@" not in stale and "clean:" not in stale
     next(lab.glob("neutrophil/*.jpg")).unlink()  # the weights' source changed: pretraining and what follows rerun
     stale = run(["dvc", "status"], project).stdout
     assert "pretrain@resnet" in stale and "clean:" not in stale and "fetch:" not in stale
     rerun = run(["dvc", "repro"], project).stdout
-    assert "Running stage 'pretrain@resnet'" in rerun and "Running stage 'train@resnet'" in rerun
+    assert "Running stage 'pretrain@resnet'" in rerun and "Running stage 'train_resnet'" in rerun
     assert "Running stage 'clean'" not in rerun and "Running stage 'explore'" not in rerun
     assert re.search(r"resnet: the first \d+ of its \d+ weight layers keep their learnt weights", rerun)

@@ -29,7 +29,7 @@ def test_local_remote_round_trip_shares_models_and_the_run_cache(project, tmp_pa
 
     set_params(clone, {"models": {"resnet": {"epochs": 2}}})
     result = run(["dvc", "repro", "--pull"], clone)
-    assert "train@resnet" not in ran_stages(result.stdout)  # restored from the shared run-cache
+    assert "train_resnet" not in ran_stages(result.stdout)  # restored from the shared run-cache
     assert (clone / "models/resnet.pt").read_bytes() == variant
 
     shutil.rmtree(remote)  # a remote that cannot be written: DVC's own error, and the workspace keeps its files

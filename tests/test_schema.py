@@ -5,8 +5,8 @@ import sys
 import pytest
 import yaml
 
-from bloodcells import schema
-from bloodcells.errors import UserError
+from bloodcells.config import schema
+from bloodcells.core.errors import UserError
 from conftest import ROOT, run, set_params
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

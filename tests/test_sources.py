@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bloodcells import sources, synthetic
-from bloodcells.errors import UserError
-from bloodcells.layouts import dataset_master
+from bloodcells.data import sources, synthetic
+from bloodcells.core.errors import UserError
+from bloodcells.data.layouts import dataset_master
 from conftest import set_params, stage
 
 

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sweep
-from bloodcells import exp_queue, record_comparison, sources
-from bloodcells.cleaning import BCCD_CLASSES as CLASSES
-from conftest import ROOT, run
+from bloodcells.experiments import queue as exp_queue, comparison as record_comparison
+from bloodcells.data import sources
+from bloodcells.data.cleaning import BCCD_CLASSES as CLASSES
+from conftest import ROOT, load_script, run
+
+sweep = load_script("sweep")
 
 
 def test_experiment_args_name_the_fold_the_seed_and_the_training_seed():

@@ -8,12 +8,12 @@ import torch
 import yaml
 from dvclive import Live
 
-from bloodcells import checkpoints
-from bloodcells.data import affine, augment, dihedral, dihedral_index, gather_pixels, roll_index, training_batches
-from bloodcells.errors import UserError
-from bloodcells.models import ARCHS, build_model
-from bloodcells import machine, training
-from bloodcells.training import autocast_dtype, resolve_precision, seed_everything, train_model
+from bloodcells.models import checkpoints
+from bloodcells.data.dataset import affine, augment, dihedral, dihedral_index, gather_pixels, roll_index, training_batches
+from bloodcells.core.errors import UserError
+from bloodcells.models.factory import ARCHS, build_model
+from bloodcells.training import machine, loop as training
+from bloodcells.training.loop import autocast_dtype, resolve_precision, seed_everything, train_model
 from conftest import ROOT, set_params, stage
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -372,19 +372,19 @@ def test_bad_training_parameters_are_one_line_and_write_no_model(project, change
 
 
 def test_a_model_that_starts_from_learnt_weights_trains_with_finetunes_changes():
-    import train as train_stage
+    from bloodcells.training.recipe import recipe, training_purpose
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     own = params["models"]["efficientnet"]
     params["finetune"] = {"epochs": 7, "lr_scale": 0.5, "ema": 0.9, "frozen_share": 0}
-    scratch = train_stage.model_config(params, "efficientnet")
+    scratch = recipe(params, "efficientnet", training_purpose(params, "efficientnet"))
     assert (scratch["epochs"], scratch["lr"], scratch["ema"]) == (own["epochs"], own["lr"], params["train"]["ema"])
     for start in ({"weights": "weights/efficientnet/pretrain.pt"}, {"pretrained": True}):
         params["models"]["efficientnet"] = {**own, **start}
-        tuned = train_stage.model_config(params, "efficientnet")
+        tuned = recipe(params, "efficientnet", training_purpose(params, "efficientnet"))
         assert (tuned["epochs"], tuned["lr"], tuned["ema"]) == (7, own["lr"] * 0.5, 0.9)
         assert tuned["arch"] == own["arch"] and tuned["image_size"] == own["image_size"]
     params["finetune"] = {"epochs": None, "lr_scale": 1, "ema": None, "frozen_share": 0}  # the defaults: the model's own recipe
-    tuned = train_stage.model_config(params, "efficientnet")
+    tuned = recipe(params, "efficientnet", training_purpose(params, "efficientnet"))
     assert (tuned["epochs"], tuned["lr"], tuned["ema"]) == (own["epochs"], own["lr"], params["train"]["ema"])
 
 

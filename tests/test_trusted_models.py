@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from bloodcells import abstention, calibration, checkpoints
-from bloodcells.errors import UserError
-from bloodcells.inference import fit_temperatures
-from bloodcells.metrics import expected_calibration_error
-from bloodcells.models import build_model
+from bloodcells.evaluation import abstention
+from bloodcells.models import calibration, checkpoints
+from bloodcells.core.errors import UserError
+from bloodcells.models.inference import fit_temperatures
+from bloodcells.evaluation.metrics import expected_calibration_error
+from bloodcells.models.factory import build_model
 from conftest import ROOT, run
 
 
@@ -63,8 +64,8 @@ def test_every_reader_of_a_model_file_refuses_a_crafted_one_in_one_line(tmp_path
             result = run([sys.executable, "benchmarks/transfer.py", "--set", str(tmp_path), str(path)], ROOT,
                          check=False)
         else:
-            result = run([sys.executable, "-c", "import sys; sys.path.insert(0, 'src');"
-                          "from bloodcells.errors import stage_main; from bloodcells.models import read_weights;"
+            result = run([sys.executable, "-c", ""
+                          "from bloodcells.core.errors import stage_main; from bloodcells.models.factory import read_weights;"
                           f"stage_main(lambda: read_weights({str(path)!r}, 'resnet'))()"], ROOT, check=False)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()

@@ -1,0 +1,191 @@
+"""A plain training loop: seeded, deterministic on the CPU, logged through DVCLive."""
+import copy
+import math
+import random
+import time
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bloodcells.data.dataset import augment, normalise, training_batches
+from bloodcells.core.errors import UserError
+from bloodcells.models.inference import CHANNELS_LAST, predict_probabilities
+from bloodcells.training.machine import cpu_has_native_bf16
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def resolve_device(choice):
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device is cuda but no CUDA device is available; use auto or cpu")
+    return torch.device(choice)
+
+
+# Families whose training is faster in bf16 autocast than in fp32 on a CPU with native bfloat16 (AVX-512 BF16 or
+# AMX), measured by benchmarks/precision.py; EfficientNet's depthwise convolutions are slower in bf16 there.
+CPU_BF16_FASTER = {"resnet": True, "efficientnet": False, "alexnet": True}
+
+
+def resolve_precision(precision, device, family=None):
+    """The precision a run uses, 'bf16' or 'fp32'. auto: bf16 on CUDA; on the CPU bf16 only where it is native and
+    faster for the family, else fp32. An explicit bf16 on a CPU that emulates it warns (it is several times slower)."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16"
+        return "bf16" if CPU_BF16_FASTER.get(family, False) and cpu_has_native_bf16() else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("train.precision bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), "
+                      "so training will be slow; set precision: auto (fp32 here) for this model")
+    return precision
+
+
+def autocast_dtype(precision):
+    """torch.bfloat16 for a resolved 'bf16', None (no autocast) for 'fp32'."""
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def make_optimizer(cfg, parameters):
+    # fused: one kernel for all parameters; AlexNet's 57M-parameter AdamW step is 10x faster on CPU
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(parameters, lr=cfg["lr"], momentum=0.9, nesterov=True,
+                               weight_decay=cfg["weight_decay"], fused=True)
+    optimizer = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
+    return optimizer(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=True)
+
+
+def warmup_cosine(optimizer, total_steps, warmup_steps):
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def mixup(batch, alpha, generator, rng):
+    """Blend each image with a random partner of the batch: (mixed batch, partner order, weight of the own image)."""
+    partner = torch.randperm(len(batch), generator=generator)
+    weight = float(rng.beta(alpha, alpha))
+    return weight * batch + (1 - weight) * batch[partner], partner, weight
+
+
+class Recipe:
+    """What one optimisation step needs besides the batch: built once per run by train_model."""
+
+    def __init__(self, model, cfg, steps_per_epoch, device, mean, std, dtype, generator):
+        self.model, self.cfg, self.device, self.mean, self.std, self.dtype = model, cfg, device, mean, std, dtype
+        self.generator, self.mixup_rng = generator, np.random.default_rng(cfg["seed"])
+        self.optimizer = make_optimizer(cfg, model.parameters())
+        self.scheduler = warmup_cosine(self.optimizer, cfg["epochs"] * steps_per_epoch,
+                                       cfg["warmup_epochs"] * steps_per_epoch)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+        self.ema = None
+        if cfg["ema"] > 0:
+            self.ema = torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
+
+    def prepare(self, images):
+        """A uint8 batch augmented (every random draw from the run's generator), normalised, on the device."""
+        cfg = self.cfg
+        batch = augment(images.float() / 255, self.generator, cfg["colour_jitter"], cfg["max_shift"],
+                        cfg["max_scale"], cfg["max_rotation"])
+        return normalise(batch.mul_(255), self.mean, self.std).to(self.device, memory_format=CHANNELS_LAST)
+
+
+def train_one_epoch(recipe, batches, progress):
+    """One pass over `batches` (uint8 images, labels); returns (mean loss, accuracy, seconds spent preparing data)."""
+    model, cfg = recipe.model, recipe.cfg
+    model.train()
+    seen = correct = 0
+    loss_sum = data_seconds = 0.0
+    fetched = time.perf_counter()
+    for images, target in batches:
+        batch, target = recipe.prepare(images), target.to(recipe.device)
+        if cfg["mixup"] > 0:
+            batch, partner, weight = mixup(batch, cfg["mixup"], recipe.generator, recipe.mixup_rng)
+        data_seconds += time.perf_counter() - fetched
+        with torch.autocast(recipe.device.type, dtype=recipe.dtype or torch.bfloat16, enabled=recipe.dtype is not None):
+            logits = model(batch)
+            loss = recipe.criterion(logits.float(), target)
+            if cfg["mixup"] > 0:
+                loss = weight * loss + (1 - weight) * recipe.criterion(logits.float(), target[partner])
+        recipe.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        recipe.optimizer.step()
+        recipe.scheduler.step()
+        if recipe.ema is not None:
+            recipe.ema.update_parameters(model)
+        seen += len(target)
+        correct += int((logits.argmax(dim=1) == target).sum())
+        loss_sum += float(loss.detach()) * len(target)
+        progress.update(len(target))
+        fetched = time.perf_counter()
+    return loss_sum / seen, correct / seen, data_seconds
+
+
+def evaluate(model, images, labels, recipe):
+    """(loss, accuracy) of `model` on uint8 images with their labels, without augmentation."""
+    probabilities = predict_probabilities(model, images, recipe.mean, recipe.std, device=recipe.device,
+                                          dtype=recipe.dtype)
+    loss = float(nn.functional.nll_loss(probabilities.clamp_min(1e-8).log(), labels))
+    return loss, float((probabilities.argmax(dim=1) == labels).float().mean())
+
+
+def train_model(model, train_set, val_set, cfg, live, device, mean, std):
+    """Train on a CropDataset, log each epoch to `live`, and return the chosen weights and summary metrics."""
+    generator = torch.Generator().manual_seed(cfg["seed"])
+    precision = resolve_precision(cfg["precision"], device, cfg["name"])
+    model.to(device, memory_format=CHANNELS_LAST)
+    batches = training_batches(train_set, cfg["batch_size"], generator, cfg["seed"])
+    steps = cfg["epochs"] * len(batches)
+    if 0 < cfg["ema"] and steps < 3 / (1 - cfg["ema"]):
+        warnings.warn(f"{cfg['name']}: ema {cfg['ema']} averages over about {1 / (1 - cfg['ema']):.0f} steps, but "
+                      f"this run has only {steps}, so the kept weights still hold barely "
+                      f"trained ones; set a lower ema (the synthetic demo uses 0.9) or 0 for small data")
+    recipe = Recipe(model, cfg, len(batches), device, mean, std, autocast_dtype(precision), generator)
+    best = {"accuracy": -1.0, "loss": math.inf, "epoch": 0}
+    chosen = None
+    data_seconds = train_seconds = 0.0
+    progress = tqdm(total=cfg["epochs"] * len(train_set), desc=f"train {cfg['name']}", unit="img",
+                    unit_scale=True, disable=None)
+    for epoch in range(1, cfg["epochs"] + 1):
+        started = time.perf_counter()
+        train_loss, train_accuracy, waited = train_one_epoch(recipe, batches, progress)
+        train_seconds += time.perf_counter() - started
+        data_seconds += waited
+        evaluated = recipe.ema.module if recipe.ema is not None else model
+        val_loss, val_accuracy = evaluate(evaluated, val_set.images, val_set.labels, recipe)
+        live.step = epoch  # the plots' x axis counts epochs from 1
+        live.log_metric("train/loss", train_loss)
+        live.log_metric("train/accuracy", train_accuracy)
+        live.log_metric("val/loss", val_loss)
+        live.log_metric("val/accuracy", val_accuracy)
+        live.make_summary()
+        progress.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
+        if (val_accuracy, -val_loss) >= (best["accuracy"], -best["loss"]):
+            best = {"accuracy": val_accuracy, "loss": val_loss, "epoch": epoch}
+        if cfg["select"] == "last" or best["epoch"] == epoch:
+            chosen = {"epoch": epoch, "val_accuracy": val_accuracy, "state": copy.deepcopy(evaluated.state_dict())}
+    progress.close()
+    summary = {
+        "best_epoch": best["epoch"],
+        "best_val_accuracy": best["accuracy"],
+        "selected_epoch": chosen["epoch"],
+        "selected_val_accuracy": chosen["val_accuracy"],
+        "train_seconds": round(train_seconds, 2),
+        "images_per_second": round(cfg["epochs"] * len(train_set) / train_seconds, 1),
+        "seconds_per_epoch": round(train_seconds / cfg["epochs"], 2),
+        "data_wait_share": round(data_seconds / train_seconds, 4),
+        "precision": precision,  # the one that ran, not a metric: train.py records it with the machine
+    }
+    return chosen["state"], summary
