@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/ceiling.py RECORD RECORD [...] [--suspects label_issues/defaults.csv]
 
-Reads each record's kept predictions (metrics/sweep_<record>_predictions.csv, written by src/sweep.py; the records
+Reads each record's kept predictions (records/<record>_predictions.csv, written by src/sweep.py; the records
 must test the same images) and prints, per model and for all models together: the images tested, those no run of
 any record got right, and the accuracy of an oracle that takes, image by image, whichever record was right: the
 most any of these recipes could reach on these images. With --suspects (src/audit.py's list), how many of the

@@ -9,8 +9,8 @@ A recipe NAME=SIZExEPOCHS sets the image_size and epochs of every model, or of t
 (`-S models.<model>.image_size=SIZE -S models.<model>.epochs=EPOCHS`), on top of the -S settings, and runs the
 whole pipeline once in this workspace as `dvc exp run -n frontier-<record>-<NAME>` (what the recipe leaves
 unchanged, fetch and clean after the first recipe among them, comes from the run-cache).
-Each recipe's rows are added to metrics/frontier_<record>.json as soon as it ends, so a stopped run keeps what
-finished; the table goes to metrics/frontier_<record>.md and the plot to docs/images/frontier_<record>.png.
+Each recipe's rows are added to records/frontier_<record>.json as soon as it ends, so a stopped run keeps what
+finished; the table goes to records/frontier_<record>.md and the plot to docs/images/frontier_<record>.png.
 Test accuracy is the evaluate stage's, on the test split that no recipe here was chosen on; the validation
 accuracy is the one to choose a recipe by. Minutes are the training loop's (train_seconds) and the whole run's.
 """
@@ -143,21 +143,21 @@ def report(record, rows):
     machines = sorted({r["machine"] for r in rows})
     text = (f"# Accuracy-time frontier: {record}\n\nMade by `python benchmarks/frontier.py --record {record}`; "
             f"trained on {'; '.join(machines)}.\n\n{table(rows)}\n")
-    write_text(Path(f"metrics/frontier_{record}.md"), text)
+    write_text(Path(f"records/frontier_{record}.md"), text)
     plot(rows, record, Path(f"docs/images/frontier_{record}.png"))
     print(text)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--record", required=True, help="metrics/frontier_<record>.json/.md")
+    parser.add_argument("--record", required=True, help="records/frontier_<record>.json/.md")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=SIZExEPOCHS")
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
                         help="the models a recipe sets (the others keep their recipe and their cached training)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
-    path = Path(f"metrics/frontier_{args.record}.json")
+    path = Path(f"records/frontier_{args.record}.json")
     rows = read_json(path)["rows"] if path.is_file() else []
     recipes = [parse_recipe(text) for text in args.recipe]
     for name, size, _ in recipes:  # before any run: train_<model> would refuse it only after the others trained

@@ -3,10 +3,10 @@
 Usage: python src/audit.py [--record defaults] [--top 24]
        python src/audit.py --test-split     # the workspace's test split only (evaluate's predictions; record test_split)
 
-Reads metrics/sweep_<record>_predictions.csv (every image's test predictions by every model of
+Reads records/<record>_predictions.csv (every image's test predictions by every model of
 `python src/sweep.py`), retrains nothing, and writes label_issues/<record>.csv (suspects ranked, most
 suspect first: image, given and suggested label, cleanlab's label quality, the models that agree with the
-suggestion; `-S clean.leave_out_of_training=<record>` leaves them out of training), metrics/label_issues_<record>.json (counts, cleanlab's per-class label-noise estimate, how many
+suggestion; `-S clean.leave_out_of_training=<record>` leaves them out of training), records/label_issues_<record>.json (counts, cleanlab's per-class label-noise estimate, how many
 of the images every model missed are suspects) and plots/audit/label_issues_<record>.png (the crops of the top
 suspects, from data/clean/images/, with given and suggested label).
 """
@@ -32,7 +32,7 @@ CROPS = Path("data/clean/images")
 def read_record(record):
     _, _, predictions_path = record_paths(record)
     if not predictions_path.is_file():
-        raise UserError(f"{predictions_path} not found: run the sweep first (python src/sweep.py --folds 5"
+        raise UserError(f"{predictions_path} not found: run the sweep first (python src/sweep.py run --folds 5"
                         f"{'' if record == 'defaults' else ' --record ' + record}), which keeps every prediction")
     predictions = pd.read_csv(predictions_path)
     classes = [column.removeprefix("p_") for column in predictions.columns if column.startswith("p_")]
@@ -74,7 +74,7 @@ def plot_suspects(table, path, top):
 @stage_main
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--record", default="defaults", help="the sweep record to audit (metrics/sweep_<record>.*)")
+    parser.add_argument("--record", default="defaults", help="the sweep record to audit (records/<record>.*)")
     parser.add_argument("--test-split", action="store_true",
                         help="audit the workspace's test split (metrics/evaluate/predictions/) as record test_split")
     parser.add_argument("--top", type=int, default=24, help="suspects in the picture")
@@ -98,7 +98,7 @@ def main():
         "estimated_label_noise": noise,
         "missed_by_every_model": {"images": len(missed), "suspects": len(missed & suspected)},
     }
-    write_json(Path(f"metrics/label_issues_{args.record}.json"), result)
+    write_json(Path(f"records/label_issues_{args.record}.json"), result)
     picture = Path(f"plots/audit/label_issues_{args.record}.png")
     drawn = plot_suspects(table, picture, args.top)
     print(f"{len(table)} of {images} images suspected of a wrong label ({len(missed & suspected)} of the "

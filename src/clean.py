@@ -170,7 +170,7 @@ def main():
         located = measure_locator(RAW_DIR) if (RAW_DIR / "Annotations").is_dir() else locator.agreement([])
         write_json(LOCATOR_FILE, located)
         plot_distribution(raw_counts, summary["clean"], names,
-                          "labels.csv" if layout.NAME == "dataset-master" else "the class folders")
+                          "labels.csv" if layout.NAME == layouts.dataset_master.NAME else "the class folders")
     if notes:  # handled, not rejected: said in one line
         print(f"handled {len(notes)} input problem(s): " + " | ".join(notes))
     if located["images"]:

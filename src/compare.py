@@ -62,18 +62,14 @@ def cost_row(name, timing):
             "inference_ms_per_image": timing[name]["inference_ms_per_image"]}
 
 
-def machine_lines(names):
-    """Which machine trained each model, and in which precision (metrics/train/<model>/machine.json)."""
+def machine_records(names):
+    """Which machine trained each model, and in which precision (metrics/train/<model>/machine.json; None where a
+    model was trained before the record was kept)."""
     records = {}
     for name in names:
         path = Path(f"metrics/train/{name}/machine.json")
         records[name] = json.loads(path.read_text()) if path.is_file() else None
-    made_on = {name: machine.summary_line(r) if r else "not recorded (trained before machine.json)"
-               for name, r in records.items()}
-    precision = ", ".join(f"{name} {r['precision'] if r else '?'}" for name, r in records.items())
-    if len(set(made_on.values())) == 1:
-        return [f"Trained on {next(iter(made_on.values()))}; precision: {precision}."]
-    return [f"- {name}: trained on {line}" for name, line in made_on.items()] + [f"Precision: {precision}."]
+    return records
 
 
 def read_predictions(name):
@@ -158,6 +154,9 @@ def plot_models(rows):
     plt.close(figure)
 
 
+MACHINES_FILE = Path("metrics/machines.json")
+
+
 @stage_main
 def main():
     params = load_params(("models",))
@@ -173,7 +172,9 @@ def main():
                                   **{k: v for k, v in p["mcnemar"][0].items() if k != "replicate"}}
         for p in pairs}})
     classes = set(read_json(f"metrics/evaluate/{names[0]}.json")["per_class"])
-    table = markdown_table(rows, costs, archs, best, pairs, machine_lines(names),
+    machines = machine_records(names)
+    write_json(MACHINES_FILE, machines)  # in git, unlike machine.json: what the sweep reads of each run
+    table = markdown_table(rows, costs, archs, best, pairs, machine.trained_on_lines(machines),
                            with_reference=classes == set(BCCD_CLASSES))  # the reference scored BCCD's 4 classes
     table += "\n".join(per_class_lines({name: read_json(f"metrics/evaluate/{name}.json") for name in names})) + "\n"
     write_text("metrics/compare.md", table)

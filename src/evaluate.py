@@ -13,19 +13,13 @@ Inference timings go to metrics/evaluate/timing.json (kept apart: they vary run 
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-from sklearn.metrics import ConfusionMatrixDisplay
 
 from bloodcells.data import classes as class_list, dataset as data
 from bloodcells.evaluation.abstention import abstention_summary
-from bloodcells.core.atomic import atomic_file, save_figure, write_json
+from bloodcells.core.atomic import atomic_file, write_json
 from bloodcells.core.errors import stage_main
-from bloodcells.evaluation.plots import plot_errors, plot_pair_errors, plot_reliability, plot_roc
+from bloodcells.evaluation.plots import plot_confusion, plot_errors, plot_pair_errors, plot_reliability, plot_roc
 from bloodcells.models.calibration import temperature_for
 from bloodcells.evaluation.metrics import classification_metrics, expected_calibration_error, micro_roc_curve
 from bloodcells.models.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
@@ -35,17 +29,6 @@ from bloodcells.training.loop import seed_everything
 METRICS_DIR = Path("metrics/evaluate")
 PLOTS_DIR = Path("plots/evaluate")
 PREDICTIONS_DIR = METRICS_DIR / "predictions"  # small text kept in git (cache: false), unlike the pictures
-
-
-def plot_confusion(matrix, name, accuracy, classes):
-    side = max(5.5, 0.75 * len(classes) + 2.5)
-    figure, axes = plt.subplots(figsize=(side, side - 0.5))
-    labels = [c[:4] for c in classes] if len(classes) <= 4 else list(classes)
-    ConfusionMatrixDisplay(np.array(matrix), display_labels=labels).plot(
-        ax=axes, colorbar=False, cmap="Blues", xticks_rotation="horizontal" if len(classes) <= 4 else 45)
-    axes.set_title(f"{name}: test accuracy {accuracy:.3f}")
-    save_figure(figure, PLOTS_DIR / f"{name}_confusion.png")
-    plt.close(figure)
 
 
 def write_predictions(path, names, actual, probabilities, classes):
@@ -97,7 +80,8 @@ def main():
         write_roc_curve(PREDICTIONS_DIR / f"{name}_roc.csv", actual, probabilities.numpy())
         write_risk_coverage(PREDICTIONS_DIR / f"{name}_risk_coverage.csv", curve)
         before[name] = uncalibrated.numpy()
-        plot_confusion(metrics["confusion_matrix"], name, metrics["accuracy"], classes)
+        plot_confusion(metrics["confusion_matrix"], classes, classes, f"{name}: test accuracy {metrics['accuracy']:.3f}",
+                       PLOTS_DIR / f"{name}_confusion.png")
         plot_errors(name, images, names, actual, probabilities.numpy(), PLOTS_DIR / f"{name}_errors.png", classes)
         plot_pair_errors(name, images, names, actual, probabilities.numpy(), metrics["hardest_pairs"],
                          PLOTS_DIR / f"{name}_pairs.png", classes)

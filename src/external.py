@@ -19,7 +19,7 @@ import pandas as pd
 from bloodcells.data import external_sets as external
 from bloodcells.core.atomic import atomic_file, write_json
 from bloodcells.core.errors import UserError, stage_main
-from bloodcells.evaluation.plots import plot_class_confusion, plot_errors
+from bloodcells.evaluation.plots import count_confusion, plot_confusion, plot_errors
 from bloodcells.models.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
 from bloodcells.config.params import load_params
 from bloodcells.training.loop import seed_everything
@@ -88,9 +88,10 @@ def main():
         write_predictions(metrics_dir / "predictions" / f"{model}.csv", found, probabilities, classes)
         predicted = [classes[i] for i in probabilities.argmax(axis=1)]
         rows = [c for c in classes if c in set(found.labels)] + sorted(set(found.labels) - set(classes))
-        plot_class_confusion(found.labels, predicted, rows, classes,
-                             f"{model} on {args.name}: accuracy {metrics['accuracy']:.3f} "
-                             f"({metrics['scored']} images of its classes)", plots_dir / f"{model}_confusion.png")
+        plot_confusion(count_confusion(found.labels, predicted, rows, classes), rows, classes,
+                       f"{model} on {args.name}: accuracy {metrics['accuracy']:.3f} "
+                       f"({metrics['scored']} images of its classes)", plots_dir / f"{model}_confusion.png",
+                       row_title="the set's label")
         known = np.array([label in classes for label in found.labels])
         actual = np.array([classes.index(label) for label in np.array(found.labels)[known]])
         plot_errors(f"{model} on {args.name}", crops[known], list(np.array(found.names)[known]), actual,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bloodcells.data import sources, synthetic
 from bloodcells.core.atomic import atomic_dir
+from bloodcells.data.layouts import dataset_master
 from bloodcells.data.layouts.class_folders import IMAGE_SUFFIXES
 from bloodcells.core.errors import UserError, stage_main
 from bloodcells.config.params import load_params
@@ -20,7 +21,7 @@ RAW_DIR = Path("data/raw")
 def fetch_bccd(data_params, fetch_params, dest):
     sources.fetch_bccd(dest, fetch_params["urls"], fetch_params["manifest"],
                        timeout=fetch_params["timeout"], retries=fetch_params["retries"])
-    return "dataset-master"
+    return dataset_master.NAME
 
 
 def fetch_kaggle(data_params, fetch_params, dest):
@@ -30,7 +31,7 @@ def fetch_kaggle(data_params, fetch_params, dest):
 def fetch_synthetic(data_params, fetch_params, dest):
     spec = data_params["synthetic"]
     synthetic.generate(dest, spec["per_class"], spec["size"], seed=spec["seed"])
-    return "dataset-master"
+    return dataset_master.NAME
 
 
 SOURCES = {"bccd": fetch_bccd, "kaggle": fetch_kaggle, "synthetic": fetch_synthetic}

@@ -20,9 +20,9 @@ TINY = {
 }
 
 
-def load_script(name):
-    """A script of src/ as a module, for a test of its functions: the scripts are run, not installed."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "src" / f"{name}.py")
+def load_script(path):
+    """A script (src/sweep.py, ...) as a module, for a test of its functions: the scripts are run, not installed."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -108,3 +108,14 @@ def make_project(tmp_path):
 
 def stage(project, script, *args, check=True):
     return run([sys.executable, f"src/{script}.py", *args], project, check=check)
+
+
+# A test that works in a copy of the project (a new git repository where DVC or a stage script runs) takes seconds
+# to minutes: it is `slow`, and `pytest -m "not slow"` leaves it out of the quick loop.
+SLOW_FIXTURES = {"project", "trained"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

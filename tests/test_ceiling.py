@@ -19,13 +19,13 @@ def keep(record, rows):
     """A record's kept predictions: rows (model, image, actual, predicted)."""
     frame = pd.DataFrame(rows, columns=["model", "image", "actual", "predicted"]).assign(data_seed=0, fold=0,
                                                                                        train_seed=-1)
-    frame.to_csv(f"metrics/sweep_{record}_predictions.csv", index=False)
+    frame.to_csv(f"records/{record}_predictions.csv", index=False)
 
 
 def test_images_no_record_got_right_and_the_oracle_over_records(tmp_path, monkeypatch):
     ceiling = ceiling_benchmark()
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "metrics").mkdir()
+    (tmp_path / "records").mkdir()
     keep("a", [("resnet", "i1", "N", "N"), ("resnet", "i2", "E", "N"), ("resnet", "i3", "L", "M"),
                ("alexnet", "i1", "N", "E"), ("alexnet", "i2", "E", "N"), ("alexnet", "i3", "L", "L")])
     keep("b", [("resnet", "i1", "N", "E"), ("resnet", "i2", "E", "E"), ("resnet", "i3", "L", "M"),

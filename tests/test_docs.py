@@ -6,23 +6,22 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, load_script
-
-sweep = load_script("sweep")
+from bloodcells.experiments.report import readme_tables
+from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-RECORD = json.loads((ROOT / "metrics/sweep_defaults.json").read_text())
+RECORD = json.loads((ROOT / "records/defaults.json").read_text())
 
 
 def test_the_readme_results_are_the_record_of_todays_defaults():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for table in sweep.readme_tables(RECORD, params).split("\n\n"):
-        assert table.strip() in README, "README Results differ from metrics/sweep_defaults.json: " \
-                                        "paste `python src/sweep.py --readme-table`"
+    for table in readme_tables(RECORD, params).split("\n\n"):
+        assert table.strip() in README, "README Results differ from records/defaults.json: " \
+                                        "paste `python src/sweep.py readme defaults`"
     missed = len(RECORD["missed_by_every_model"])
     images = RECORD["models"]["resnet"]["n_images"]
     assert f"{missed} images ({round(100 * missed / images)} %) are missed by" in README
-    minutes = re.search(r"(\d+) min\.$", RECORD["description"]).group(1)
+    minutes = RECORD["made"]["minutes"]
     assert f"sweep took {minutes} min" in README
 
 
@@ -77,7 +76,7 @@ FAMILY = {"resnet": "ResNet18", "efficientnet": "EfficientNet-b0", "alexnet": "A
 
 
 def test_the_readmes_pbc_table_is_the_frontier_record():
-    record = json.loads((ROOT / "metrics/frontier_pbc.json").read_text())
+    record = json.loads((ROOT / "records/frontier_pbc.json").read_text())
     params = yaml.safe_load((ROOT / "conf/dataset/pbc.yaml").read_text())
     defaults = [r for r in record["rows"] if r["recipe"] == "default"]
     assert {r["model"] for r in defaults} == set(FAMILY)
@@ -94,12 +93,12 @@ def test_the_readmes_pbc_table_is_the_frontier_record():
             line = (f"| {FAMILY[row['model']]} | {row['image_size']} px x {row['epochs']} | "
                     f"**{row['test_accuracy']:.3f}** ({low:.3f}-{high:.3f}) | {row['macro_sensitivity']:.3f} | "
                     f"{row['train_minutes']:.1f} |")
-            assert line in README, f"README's PBC table differs from metrics/frontier_pbc.json: {line}"
+            assert line in README, f"README's PBC table differs from records/frontier_pbc.json: {line}"
 
 
 def test_the_readmes_five_fold_pbc_figures_are_the_sweep_record():
-    record = json.loads((ROOT / "metrics/sweep_pbc.json").read_text())
-    assert sweep.EVERY_IMAGE in record["description"]  # all five folds, not a merge of some of them
+    record = json.loads((ROOT / "records/pbc.json").read_text())
+    assert record["configuration"]["only_folds"] is None  # all five folds, not a merge of some of them
     models = record["models"]
     images = models["resnet"]["n_images"]
     figures = " / ".join(f"{models[name]['accuracy']['value']:.3f}" for name in FAMILY)
@@ -107,8 +106,8 @@ def test_the_readmes_five_fold_pbc_figures_are_the_sweep_record():
     p_value = next(pair for pair in record["pairs"] if {pair["a"], pair["b"]} == {"resnet", "efficientnet"})
     prose = " ".join(README.split())
     assert f"**All five folds** ({images:,} test images" in prose
-    assert f"record `sweep_pbc`): {figures}, macro sensitivity {sensitivity}" in prose, \
-        "README's five-fold PBC figures differ from metrics/sweep_pbc.json"
+    assert f"record `pbc`): {figures}, macro sensitivity {sensitivity}" in prose, \
+        "README's five-fold PBC figures differ from records/pbc.json"
     assert f"EfficientNet-b0 vs ResNet18 p = {p_value['mcnemar'][0]['p_value']:.2f}" in prose
 
 
@@ -122,3 +121,30 @@ def test_the_readmes_cross_laboratory_figures_are_the_model_cards_record():
         assert figures in section.replace("**", ""), f"{figures} ({row['trained_on']}) is not in the README's table"
     for value in record["baseline"].values():
         assert f"({value:.3f})" in section
+
+
+def test_every_readme_table_ends_where_its_rows_end():
+    """A table line followed by a paragraph with no blank line between renders the paragraph as more rows."""
+    from markdown_it import MarkdownIt
+    for path in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
+        lines = path.read_text().splitlines()
+        tables = [token.map for token in MarkdownIt("commonmark").enable("table").parse("\n".join(lines))
+                  if token.type == "table_open"]
+        assert tables or path.name != "README.md"
+        for start, end in tables:
+            strays = [f"{path.name}:{i + 1}: {lines[i][:60]}" for i in range(start, end)
+                      if not lines[i].lstrip().startswith("|")]
+            assert not strays, "a table runs into the next paragraph:\n" + "\n".join(strays)
+
+
+def test_every_committed_sweep_record_is_data_its_markdown_and_description_are_drawn_from():
+    from bloodcells.experiments import records
+    from bloodcells.experiments.report import markdown
+    sweep_records = [path for path in sorted((ROOT / "records").glob("*.json"))
+                     if not path.stem.startswith(("frontier_", "label_issues_"))]
+    assert len(sweep_records) >= 20
+    for path in sweep_records:
+        record = json.loads(path.read_text())
+        assert record["record"] == path.stem and set(record["configuration"]) >= {"folds", "data_seeds", "settings"}
+        assert record["description"] == records.description(record), path.name
+        assert path.with_suffix(".md").read_text() == markdown(record, record["description"]), path.name

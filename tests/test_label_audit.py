@@ -73,14 +73,14 @@ def test_predictions_of_other_classes_are_refused():
 def test_the_audit_command_writes_the_ranked_list_the_counts_and_the_picture(tmp_path):
     planted = {i: CLASSES[(i // 40 + 1) % 4] for i in (1, 2, 3, 41, 42, 43, 81, 82, 83, 121, 122, 123)}
     predictions = sweep_predictions(planted=planted)
-    (tmp_path / "metrics").mkdir()
-    predictions.to_csv(tmp_path / "metrics/sweep_x_predictions.csv", index=False)
+    (tmp_path / "records").mkdir()
+    predictions.to_csv(tmp_path / "records/x_predictions.csv", index=False)
     (tmp_path / "data/clean/images").mkdir(parents=True)
     for i in range(160):
         Image.new("RGB", (32, 32), (200, 100, i)).save(tmp_path / f"data/clean/images/IMG_{i:04d}.png")
     result = run([sys.executable, str(ROOT / "src/audit.py"), "--record", "x", "--top", "6"], tmp_path)
     table = pd.read_csv(tmp_path / "label_issues/x.csv")
-    summary = json.loads((tmp_path / "metrics/label_issues_x.json").read_text())
+    summary = json.loads((tmp_path / "records/label_issues_x.json").read_text())
     assert summary["images"] == 160 and summary["suspects"] == len(table) > 0
     missed = summary["missed_by_every_model"]  # the planted images: every model answers their true class
     assert missed["images"] == len(planted) and missed["suspects"] == len(set(table["image"]) & {
@@ -93,7 +93,7 @@ def test_the_audit_command_writes_the_ranked_list_the_counts_and_the_picture(tmp
 def test_the_audit_without_a_sweep_is_one_line_saying_what_to_run(tmp_path):
     result = run([sys.executable, str(ROOT / "src/audit.py")], tmp_path, check=False)
     assert result.returncode == 2
-    assert "metrics/sweep_defaults_predictions.csv not found: run the sweep first (python src/sweep.py --folds 5)" \
+    assert "records/defaults_predictions.csv not found: run the sweep first (python src/sweep.py run --folds 5)" \
         in result.stderr
 
 

@@ -118,13 +118,13 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
 def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions(project):
     params = project / "params.yaml"
     before = params.read_text()
-    result = run([sys.executable, "src/sweep.py", "--folds", "2", "--jobs", "2"], project)
-    predictions = pd.read_csv(project / "metrics/sweep_cv2_predictions.csv")
+    result = run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--jobs", "2"], project)
+    predictions = pd.read_csv(project / "records/cv2_predictions.csv")
     for name in MODELS:
         rows = predictions[predictions["model"] == name]
         assert sorted(rows["image"]) == [f"BloodImage_{n:05d}" for n in range(40)]  # every image tested once
         assert sorted(set(rows["fold"])) == [0, 1]
-    sweep = json.loads((project / "metrics/sweep_cv2.json").read_text())
+    sweep = json.loads((project / "records/cv2.json").read_text())
     for name in MODELS:
         row = sweep["models"][name]
         rows = predictions[predictions["model"] == name]
@@ -137,24 +137,24 @@ def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions
     assert len(sweep["pairs"]) == 3 and "McNemar" in result.stdout
     assert sweep["description"].startswith("2-fold cross-validation, data seeds 0") and "data: synthetic" in sweep["description"]
     assert any(line.startswith("Trained on ") and "precision: resnet " in line for line in sweep["trained_on"])
-    assert "| resnet (40 predictions of 40 images)" in (project / "metrics/sweep_cv2.md").read_text()
+    assert "| resnet (40 predictions of 40 images)" in (project / "records/cv2.md").read_text()
     assert params.read_text() == before  # queued runs leave the workspace alone
     assert "train.threads=" in result.stdout  # two workers share the cores
     names = run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
     assert {"cv2-s0-f0", "cv2-s0-f1"} <= set(names)
-    (project / "metrics/sweep_cv2.md").unlink()
-    run([sys.executable, "src/sweep.py", "--report-only", "--record", "cv2"], project)
-    assert json.loads((project / "metrics/sweep_cv2.json").read_text())["pairs"] == sweep["pairs"]
-    (project / "metrics/sweep_cv2_predictions.csv").unlink()  # the experiments alone give the same report
-    run([sys.executable, "src/sweep.py", "--folds", "2", "--jobs", "2", "--collect-only"], project)
-    assert pd.read_csv(project / "metrics/sweep_cv2_predictions.csv").equals(predictions)
+    (project / "records/cv2.md").unlink()
+    run([sys.executable, "src/sweep.py", "report", "cv2"], project)
+    assert json.loads((project / "records/cv2.json").read_text())["pairs"] == sweep["pairs"]
+    (project / "records/cv2_predictions.csv").unlink()  # the experiments alone give the same report
+    run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--jobs", "2", "--collect-only"], project)
+    assert pd.read_csv(project / "records/cv2_predictions.csv").equals(predictions)
 
 
 def test_a_failed_sweep_run_shows_its_log_and_fails_the_sweep(project):
-    result = run([sys.executable, "src/sweep.py", "--folds", "2", "-S", "models.alexnet.epochs=0"], project,
+    result = run([sys.executable, "src/sweep.py", "run", "--folds", "2", "-S", "models.alexnet.epochs=0"], project,
                  check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "models.alexnet.epochs: must be greater than 0, got 0" in output  # the end of the failed run's log, not swallowed
     assert "error: 2 of 2 experiments failed (cv2-s0-f0, cv2-s0-f1" in result.stderr
-    assert not (project / "metrics/sweep_cv2_predictions.csv").exists()
+    assert not (project / "records/cv2_predictions.csv").exists()

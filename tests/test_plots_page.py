@@ -6,17 +6,15 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import threading
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, git, make_project, run
+from conftest import ROOT, git, load_script, make_project, run
 
-sys.path.insert(0, str(ROOT / "vendor" / "vega"))
-import build as vega_page  # noqa: E402
+vega_page = load_script("vendor/vega/build.py")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 MODELS = ("resnet", "efficientnet", "alexnet")
@@ -150,6 +148,9 @@ def test_plots_show_and_diff_draw_every_data_plot_offline_in_a_browser(tmp_path)
         confusion = plots["metrics_evaluate_predictions_alexnet_csv"]
         assert all(f">{label}</text>" in confusion for label in CLASSES)  # 8 class names on the axes
         assert drawn_marks(plots["Training_loss"]) >= len(MODELS)  # a line per model (and per revision)
+        line_colours = set(re.findall(r'aria-roledescription="line mark"[^>]*stroke="(#[0-9a-f]{6})"',
+                                      plots["Training_loss"]))
+        assert len(line_colours) == len(MODELS), f"{folder}: {line_colours}"  # each model its own colour
     # the check can fail: DVC's own page, which loads the libraries from a CDN, is caught and draws nothing
     from dvc_render.html import PAGE_HTML
     (tmp_path / "dvc_default.html").write_text(PAGE_HTML)
@@ -170,5 +171,7 @@ def test_a_clone_with_nothing_pulled_draws_the_plots_whose_data_is_in_git(tmp_pa
     report = json.loads(run(["dvc", "plots", "show", "--json"], clone).stdout)
     drawn = {name for name, plots in report["data"].items() if plots and plots[0].get("content")}
     assert {f"metrics/evaluate/predictions/{name}.csv" for name in MODELS} <= drawn
+    confusion = json.dumps(report["data"]["metrics/evaluate/predictions/resnet.csv"][0]["content"])
+    assert "percent_of_y" in confusion and '"field": "actual"' in confusion  # coloured by each actual class's share
     missing = {error["name"] for error in report.get("errors", [])}
     assert "plots/evaluate/roc.png" in missing  # named: it needs dvc pull or dvc repro

@@ -14,6 +14,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from bloodcells.data import classes
 from bloodcells.core.errors import UserError
 from bloodcells.config.archs import ARCHS
+from bloodcells.data.sources import KNOWN_SOURCES
 
 
 
@@ -192,7 +193,7 @@ LOCAL_COPY_HINT = "a local folder or zip (a download such as bccd is data.source
 
 
 def a_local_copy(value):
-    if value in ("bccd", "kaggle", "synthetic"):
+    if value in KNOWN_SOURCES:
         raise ValueError(f"must be {LOCAL_COPY_HINT}")
     return value
 

@@ -18,7 +18,7 @@ from bloodcells.evaluation.metrics import classification_metrics
 
 # How a layout's images are cut unless the set says otherwise: a photograph of a smear around its white cell
 # (the annotated box, the stain locator where there is none), a single-cell image as its centred square.
-LAYOUT_CROPS = {"dataset-master": {"crop": "wbc", "locator": "voc"}, "class-folders": {"crop": "centre"}}
+LAYOUT_CROPS = {layouts.dataset_master.NAME: {"crop": "wbc", "locator": "voc"}, layouts.class_folders.NAME: {"crop": "centre"}}
 CROP_OVERRIDES = ("crop", "locator", "margin", "crop_side")  # the keys of a set that change the cut
 
 

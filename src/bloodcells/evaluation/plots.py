@@ -127,24 +127,33 @@ def plot_pair_errors(name, images, names, actual, probabilities, pairs, path, cl
     plt.close(figure)
 
 
-def plot_class_confusion(labels, predicted, row_classes, column_classes, title, path):
-    """Counts of images per (true class, predicted class) where the rows (the data's classes) need not be the
-    columns (the model's): an external set's classes the model does not know get rows of their own."""
+def count_confusion(labels, predicted, row_classes, column_classes):
+    """Images per (true class, predicted class), where the rows (the data's classes) need not be the columns (the
+    model's): an external set's classes the model does not know get rows of their own."""
     counts = np.zeros((len(row_classes), len(column_classes)), dtype=int)
     rows, columns = {c: i for i, c in enumerate(row_classes)}, {c: i for i, c in enumerate(column_classes)}
     for label, guess in zip(labels, predicted):
         counts[rows[label], columns[guess]] += 1
+    return counts
+
+
+def plot_confusion(counts, row_classes, column_classes, title, path, row_title="actual"):
+    """The confusion matrix coloured by each row's share, so an error stands out however large the diagonal, and
+    labelled with the counts. A row class that is not a column (not a class of the model) says so."""
+    counts = np.asarray(counts)
     figure, axes = plt.subplots(figsize=(max(5.5, 0.8 * len(column_classes) + 2.5),
                                          max(4.5, 0.6 * len(row_classes) + 2)))
-    axes.imshow(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    shown = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(counts):
-        share = count / max(counts[i].sum(), 1)
-        axes.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if share > 0.6 else "black")
+        axes.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                  color="white" if shares[i, j] > 0.6 else "black")
+    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04, label=f"share of the {row_title} class's images")
     axes.set_xticks(range(len(column_classes)), column_classes, rotation=30, ha="right", fontsize=8)
     axes.set_yticks(range(len(row_classes)),
-                    [c if c in columns else f"{c} (not a class of the model)" for c in row_classes], fontsize=8)
+                    [c if c in column_classes else f"{c} (not a class of the model)" for c in row_classes], fontsize=8)
     axes.set_xlabel("predicted")
-    axes.set_ylabel("the set's label")
+    axes.set_ylabel(row_title)
     axes.set_title(title, fontsize=10)
     save_figure(figure, path)
     plt.close(figure)

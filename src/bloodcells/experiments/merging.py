@@ -1,5 +1,5 @@
 """Records of one configuration made on different folds, as one record: a sweep too long for one sitting runs
-some folds at a time (`sweep.py --only-folds`), and `sweep.py --merge` pools their kept predictions."""
+some folds at a time (`sweep.py run --only-folds`), and `sweep.py merge` pools their kept predictions."""
 import pandas as pd
 
 from bloodcells.core.errors import UserError

@@ -4,6 +4,7 @@ in another laboratory, and which machine made it. Written by the export stage, n
 from pathlib import Path
 
 from bloodcells.core.digests import file_digest
+from bloodcells.data.sources import KNOWN_SOURCES
 from bloodcells.training.machine import summary_line
 
 CROSS_LAB_FAMILY = {"resnet": "ResNet18", "efficientnet": "EfficientNet-b0", "alexnet": "AlexNet"}
@@ -11,7 +12,7 @@ CROSS_LAB_FAMILY = {"resnet": "ResNet18", "efficientnet": "EfficientNet-b0", "al
 
 def source_label(source):
     """The data source without this machine's paths: a named source as it is, a local copy by its folder name."""
-    return source if source in ("bccd", "kaggle", "synthetic") else f"a local copy (`{Path(str(source)).name}`)"
+    return source if source in KNOWN_SOURCES else f"a local copy (`{Path(str(source)).name}`)"
 
 
 def split_table(data, classes):

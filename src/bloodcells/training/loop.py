@@ -54,7 +54,7 @@ def autocast_dtype(precision):
 
 
 def make_optimizer(cfg, parameters):
-    # fused: one kernel for all parameters; AlexNet's 57M-parameter AdamW step is 10x faster on CPU
+    # fused: one kernel for all parameters, 10x faster on CPU for the stock AlexNet (57M parameters; ours has 20.3M)
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(parameters, lr=cfg["lr"], momentum=0.9, nesterov=True,
                                weight_decay=cfg["weight_decay"], fused=True)

@@ -67,3 +67,14 @@ def summary_line(record):
         return f"{where}, torch {record.get('torch')}, {record.get('threads')} threads"
     held = f", oneDNN held to {record['onednn_max_cpu_isa']}" if record.get("onednn_max_cpu_isa") else ""
     return f"{where}, torch {record.get('torch')} ({kernels} kernels{held}), {record.get('threads')} threads"
+
+
+def trained_on_lines(records):
+    """{model: machine record or None} -> the lines that say which machine trained the models, in which precision:
+    one line when one machine trained them all."""
+    made_on = {name: summary_line(r) if r else "not recorded (trained before machine.json)"
+               for name, r in records.items()}
+    precision = ", ".join(f"{name} {r['precision'] if r else '?'}" for name, r in records.items())
+    if len(set(made_on.values())) == 1:
+        return [f"Trained on {next(iter(made_on.values()))}; precision: {precision}."]
+    return [f"- {name}: trained on {line}" for name, line in made_on.items()] + [f"Precision: {precision}."]
