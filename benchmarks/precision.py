@@ -25,7 +25,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = yaml.safe_load(open("params.yaml"))
-    record = machine.describe(torch.device("cpu"), args.threads, "-")
+    record = machine.record(torch.device("cpu"), args.threads, "-")
     print(f"# {machine.summary_line(record)}; native bf16: {record['native_bf16']}")
     print("| model | image size | batch | fp32 s/step | fp32 channels-last s/step | bf16 channels-last s/step | "
           "bf16 / fp32 (channels-last) | auto picks |")

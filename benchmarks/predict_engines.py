@@ -52,7 +52,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="the best of this many runs is reported")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU: {machine.summary_line(machine.describe(torch.device('cpu'), args.threads, 'fp32'))}\n")
+    print(f"CPU: {machine.summary_line(machine.record(torch.device('cpu'), args.threads, 'fp32'))}\n")
     print("| model | TTA | batch | PyTorch img/s | p50 / p95 ms | ONNX Runtime img/s | p50 / p95 ms | ONNX / PyTorch |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
@@ -62,12 +62,12 @@ def main():
             export(model, checkpoint, onnx_path)
             model, checkpoint = load_checkpoint(path)  # export changed its memory format; time it as predict runs it
             session = OnnxModel(onnx_path)
-            crops = test_crops(args.crops, checkpoint["crop"]["image_size"])
+            crops = test_crops(args.crops, checkpoint.crop["image_size"])
             for tta in (False, True):
                 for batch in (1, 32):
                     def by_torch(part):
                         inputs = model_inputs(part, checkpoint)
-                        raw = predict_probabilities(model, inputs, checkpoint["mean"], checkpoint["std"], batch, tta)
+                        raw = predict_probabilities(model, inputs, checkpoint.mean, checkpoint.std, batch, tta)
                         return calibrate(raw, checkpoint, tta).numpy()
 
                     def by_onnx(part):
@@ -79,7 +79,7 @@ def main():
                         results[name] = max((timed(classify, crops, batch) for _ in range(args.repeats)),
                                             key=lambda r: r[0])
                     (t_rate, t50, t95), (o_rate, o50, o95) = results["torch"], results["onnx"]
-                    print(f"| {checkpoint['arch']} | {'8 views' if tta else 'off'} | {batch} | {t_rate:.0f} | "
+                    print(f"| {checkpoint.arch} | {'8 views' if tta else 'off'} | {batch} | {t_rate:.0f} | "
                           f"{t50:.1f} / {t95:.1f} | {o_rate:.0f} | {o50:.1f} / {o95:.1f} | {o_rate / t_rate:.2f}x |",
                           flush=True)
 

@@ -52,7 +52,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = yaml.safe_load(open("params.yaml"))
-    record = machine.describe(torch.device("cpu"), args.threads, "-")
+    record = machine.record(torch.device("cpu"), args.threads, "-")
     peak = {"fp32": matmul_gflops(torch.float32)}
     if record["native_bf16"]:
         peak["bf16"] = matmul_gflops(torch.bfloat16)

@@ -82,11 +82,11 @@ def main():
     args = parse_args()
     torch.set_num_threads(2)
     loaded = [(path, *load_checkpoint(path)) for path in args.checkpoints]
-    classes = list(loaded[0][2]["classes"])
+    classes = list(loaded[0][2].classes)
     rename = dict(item.split("=", 1) for item in args.rename)
     print("| model | cut | statistics | images scored | accuracy (95 % CI) | macro sensitivity |")
     print("|---|---|---|---|---|---|")
-    crops = [checkpoint["crop"] for _, _, checkpoint in loaded]
+    crops = [checkpoint.crop for _, _, checkpoint in loaded]
     located = CUTS["stain-located"]  # the reference is cut as the models' training crops were: around the cell
     reference = (external.read_set("reference", {"source": args.stain_reference, **located}, crops, classes,
                                    key="--stain-reference") if args.stain_reference else None)
@@ -94,11 +94,11 @@ def main():
         settings = {"source": args.set, "rename": rename, **overrides}
         found = external.read_set("transfer", settings, crops, classes, key="--set")
         for path, model, checkpoint in loaded:
-            model_classes = list(checkpoint["classes"])
-            cut_crops = external.images_for(found, checkpoint["crop"], settings)
+            model_classes = list(checkpoint.classes)
+            cut_crops = external.images_for(found, checkpoint.crop, settings)
             variants = {"model": cut_crops, "own": cut_crops}
             if reference is not None:
-                normaliser = macenko_normaliser(external.images_for(reference, checkpoint["crop"], located))
+                normaliser = macenko_normaliser(external.images_for(reference, checkpoint.crop, located))
                 variants["Macenko"], kept_as_is = stain_normalised(cut_crops, normaliser)
                 print(f"Macenko: {kept_as_is} of {len(cut_crops)} crops kept as they were", file=sys.stderr)
             for standardisation, prepared in variants.items():

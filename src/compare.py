@@ -25,11 +25,11 @@ from bloodcells.evaluation.stats import describe_pair, paired_comparisons
 
 # The reference project's table (ImageNet-pretrained, GPU, 35 test images), for the side-by-side view.
 REFERENCE = {
-    "efficientnet": {"arch": "efficientnet-b1", "accuracy": 0.914, "avg_sensitivity": 0.86, "avg_specificity": 0.97},
-    "resnet": {"arch": "resnet34", "accuracy": 0.800, "avg_sensitivity": 0.92, "avg_specificity": 0.94},
-    "alexnet": {"arch": "alexnet", "accuracy": 0.171, "avg_sensitivity": 0.25, "avg_specificity": 0.75},
+    "efficientnet": {"arch": "efficientnet-b1", "accuracy": 0.914, "macro_sensitivity": 0.86, "macro_specificity": 0.97},
+    "resnet": {"arch": "resnet34", "accuracy": 0.800, "macro_sensitivity": 0.92, "macro_specificity": 0.94},
+    "alexnet": {"arch": "alexnet", "accuracy": 0.171, "macro_sensitivity": 0.25, "macro_specificity": 0.75},
 }
-SCORES = ("accuracy", "avg_sensitivity", "avg_specificity")
+SCORES = ("accuracy", "macro_sensitivity", "macro_specificity")
 
 
 def read_json(path):
@@ -45,8 +45,8 @@ def model_row(name):
     return {
         "accuracy": evaluation["accuracy"],
         "accuracy_ci95": evaluation["accuracy_ci95"],
-        "avg_sensitivity": evaluation["macro_sensitivity"],
-        "avg_specificity": evaluation["macro_specificity"],
+        "macro_sensitivity": evaluation["macro_sensitivity"],
+        "macro_specificity": evaluation["macro_specificity"],
         "macro_f1": evaluation["macro_f1"],
         "balanced_accuracy": evaluation["balanced_accuracy"],
         "cohen_kappa": evaluation["cohen_kappa"],
@@ -94,20 +94,20 @@ def pairwise(names):
 def markdown_table(rows, costs, archs, best, pairs, made_on=(), with_reference=True):
     """The comparison table; `with_reference` adds the reference project's scores (BCCD's four classes only)."""
     lines = [
-        "| model | accuracy (95% CI) | avg sensitivity | avg specificity | kappa | macro AUC | ECE | parameters "
+        "| model | accuracy (95% CI) | macro sensitivity | macro specificity | kappa | macro AUC | ECE | parameters "
         "| train s | ms/image |" + (" reference accuracy / sens. / spec. |" if with_reference else ""),
         "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_reference else ""),
     ]
     for name, row in rows.items():
         ref = REFERENCE.get(name)
-        reference = f"{ref['arch']}: {ref['accuracy']:.3f} / {ref['avg_sensitivity']:.2f} / " \
-                    f"{ref['avg_specificity']:.2f}" if ref else ""
+        reference = f"{ref['arch']}: {ref['accuracy']:.3f} / {ref['macro_sensitivity']:.2f} / " \
+                    f"{ref['macro_specificity']:.2f}" if ref else ""
         reference = f" {reference} |" if with_reference else ""
         low, high = row["accuracy_ci95"]
         marker = " **best**" if name == best else ""
         auc = "n/a" if row["macro_roc_auc"] is None else f"{row['macro_roc_auc']:.3f}"
         lines.append(f"| {name} ({archs[name]}){marker} | {row['accuracy']:.3f} ({low:.2f}-{high:.2f}) | "
-                     f"{row['avg_sensitivity']:.3f} | {row['avg_specificity']:.3f} | {row['cohen_kappa']:.3f} | "
+                     f"{row['macro_sensitivity']:.3f} | {row['macro_specificity']:.3f} | {row['cohen_kappa']:.3f} | "
                      f"{auc} | {row['expected_calibration_error']:.3f} | {row['parameters'] / 1e6:.1f}M | "
                      f"{costs[name]['train_seconds']:.0f} | {costs[name]['inference_ms_per_image']:.1f} |{reference}")
     lines += ["", "Paired on the same test images (McNemar's exact test, Holm-adjusted over the pairs):", ""]

@@ -65,14 +65,14 @@ def main():
         model, checkpoint = load_checkpoint(Path("models") / f"{name}.pt", name, classes)
         test_images = model_inputs(images, checkpoint)
         started = time.perf_counter()
-        uncalibrated = predict_probabilities(model, test_images, checkpoint["mean"], checkpoint["std"],
+        uncalibrated = predict_probabilities(model, test_images, checkpoint.mean, checkpoint.std,
                                              batch_size=settings["batch_size"], tta=settings["tta"])
         probabilities = calibrate(uncalibrated, checkpoint, settings["tta"])
         timing[name] = {"inference_ms_per_image": round(1000 * (time.perf_counter() - started) / len(images), 2)}
         predicted = probabilities.argmax(dim=1)
         metrics = classification_metrics(actual, predicted.numpy(), probabilities.numpy(), classes=classes)
         abstention, curve = abstention_summary(actual, probabilities.numpy())
-        metrics |= {"temperature": temperature_for(checkpoint, settings["tta"]),
+        metrics |= {"temperature": temperature_for(checkpoint.temperature, settings["tta"]),
                     "expected_calibration_error_before": expected_calibration_error(actual, uncalibrated.numpy()),
                     "abstention": abstention}
         write_json(METRICS_DIR / f"{name}.json", metrics)

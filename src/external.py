@@ -34,12 +34,6 @@ def write_predictions(path, found, probabilities, classes):
         frame.to_csv(tmp, index=False)
 
 
-def crop_of(checkpoint, path):
-    if "crop" not in checkpoint:
-        raise UserError(f"{path} predates stored crop settings, so its crops cannot be cut again; retrain it (dvc repro)")
-    return checkpoint["crop"]
-
-
 def report(name, model, metrics):
     low, high = metrics["accuracy_ci95"]
     line = (f"{model} on {name}: accuracy {metrics['accuracy']:.3f} ({metrics['n_correct']}/{metrics['n_total']}, "
@@ -68,17 +62,17 @@ def main():
     for model in params["models"]:
         path = Path("models") / f"{model}.pt"
         models[model] = (path, *load_checkpoint(path, model))
-    model_classes = list(next(iter(models.values()))[2]["classes"])
-    found = external.read_set(args.name, settings, [crop_of(checkpoint, path) for path, _, checkpoint in models.values()],
+    model_classes = list(next(iter(models.values()))[2].classes)
+    found = external.read_set(args.name, settings, [checkpoint.crop for _, _, checkpoint in models.values()],
                               model_classes)
     if found.notes:
         print(f"handled {len(found.notes)} input problem(s): " + " | ".join(found.notes[:5])
               + (" | ..." if len(found.notes) > 5 else ""))
     metrics_dir, plots_dir = Path("metrics/external") / args.name, Path("plots/external") / args.name
-    write_json(metrics_dir / "data.json", external.describe(found, model_classes))
+    write_json(metrics_dir / "data.json", external.data_summary(found, model_classes))
     for model, (path, network, checkpoint) in models.items():
-        classes = list(checkpoint["classes"])
-        crops = external.images_for(found, checkpoint["crop"], settings)
+        classes = list(checkpoint.classes)
+        crops = external.images_for(found, checkpoint.crop, settings)
         inputs = model_inputs(crops, checkpoint)
         mean, std = external.statistics(inputs, checkpoint, settings)
         probabilities = calibrate(predict_probabilities(network, inputs, mean, std, batch_size=evaluate["batch_size"],

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from bloodcells.data import cells, photos
+from bloodcells.data import photos
 from bloodcells.core.atomic import atomic_file, write_json
 from bloodcells.core.digests import file_digest
 from bloodcells.core.errors import UserError, stage_main
@@ -94,7 +94,7 @@ def exported_beside(checkpoint_path):
         return None
     try:
         from bloodcells.models.onnx_engine import OnnxModel
-        made_from = OnnxModel(exported).checkpoint.get("checkpoint_md5")
+        made_from = OnnxModel(exported).checkpoint.checkpoint_md5
     except UserError:
         return None
     return exported if made_from == file_digest(checkpoint_path, "md5") else None
@@ -131,8 +131,8 @@ class TorchEngine:
     def probabilities(self, crops, batch_size, tta):
         """(calibrated probabilities [N, classes], the model's inputs for the overlay)."""
         inputs = self.inference.model_inputs(crops, self.checkpoint)
-        raw = self.inference.predict_probabilities(self.model, inputs, self.checkpoint["mean"],
-                                                   self.checkpoint["std"], batch_size, tta)
+        raw = self.inference.predict_probabilities(self.model, inputs, self.checkpoint.mean,
+                                                   self.checkpoint.std, batch_size, tta)
         return self.inference.calibrate(raw, self.checkpoint, tta).numpy(), inputs
 
 
@@ -146,16 +146,6 @@ class OnnxEngine:
 
     def probabilities(self, crops, batch_size, tta):
         return self.session.probabilities(crops, batch_size, tta), None
-
-
-def crop_settings(checkpoint, model_path):
-    """How the model's training crops were cut: stored in the model; older models fall back to params.yaml."""
-    if "crop" in checkpoint:
-        return checkpoint["crop"]
-    clean = load_params(("clean",))["clean"]
-    print(f"note: {model_path} predates stored crop settings; using the clean section of params.yaml",
-          file=sys.stderr)
-    return {key: clean[key] for key in cells.CROP_KEYS}
 
 
 def boxes_for(args, files):
@@ -192,7 +182,7 @@ def result_row(photo, classes, probabilities=None, overlay=None, min_confidence=
     return row
 
 
-def describe(row, classes):
+def result_line(row, classes):
     shares = " ".join(f"{label[:4]} {row[f'p_{label}']:.2f}" for label in classes)
     box = ",".join(str(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
     answer = f"{row['predicted']} {row['probability']:.2f}" if row["predicted"] != UNCERTAIN else \
@@ -230,7 +220,7 @@ class Classifier:
         self.engine, self.checkpoint, self.tta, self.batch_size = engine, engine.checkpoint, tta, batch_size
         self.overlay_dir, self.label, self.used_names = overlay_dir, label, set()
         self.min_confidence = min_confidence
-        self.classes = list(self.checkpoint["classes"])  # the model's own, in its order
+        self.classes = list(self.checkpoint.classes)  # the model's own, in its order
 
     def __call__(self, ready, progress):
         good = [photo for photo in ready if not photo.error]
@@ -245,14 +235,14 @@ class Classifier:
                 rows.append(result_row(photo, self.classes))
             else:
                 rows.append(result_row(photo, self.classes, *found[id(photo)], self.min_confidence))
-                tqdm.write(describe(rows[-1], self.classes))
+                tqdm.write(result_line(rows[-1], self.classes))
             progress.update(1)
         return rows
 
     def draw(self, good, inputs, probabilities):
         import torch
         from bloodcells.evaluation import overlay  # captum loads only when pictures are asked for
-        heat = overlay.class_activation(self.engine.model, inputs, self.checkpoint["mean"], self.checkpoint["std"],
+        heat = overlay.class_activation(self.engine.model, inputs, self.checkpoint.mean, self.checkpoint.std,
                                         torch.from_numpy(probabilities.argmax(axis=1)))
         pictures = []
         for photo, shares, cam in zip(good, probabilities, heat):
@@ -281,12 +271,12 @@ def main():
     engine_name, model_path = choose_engine(args)
     engine = (OnnxEngine if engine_name == "onnx" else TorchEngine)(model_path)
     checkpoint = engine.checkpoint
-    crop = crop_settings(checkpoint, model_path)
+    crop = checkpoint.crop
     files, problems = photos.find_images(args.paths)
     given = boxes_for(args, files)
     for line in problems:
         print(line, file=sys.stderr)
-    label = f"{checkpoint['arch']}, {model_path}, TTA {'on' if tta else 'off'}"
+    label = f"{checkpoint.arch}, {model_path}, TTA {'on' if tta else 'off'}"
     print(f"classifying {len(files)} image(s) with {label} ({engine_name})", file=sys.stderr)
     classify = Classifier(engine, tta, batch_size, args.overlay, label, args.min_confidence)
     rows = []

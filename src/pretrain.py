@@ -18,7 +18,8 @@ from bloodcells.training import machine, pretraining
 from bloodcells.core.atomic import discard_on_failure, write_json
 from bloodcells.core.errors import stage_main
 from bloodcells.models.inference import save_checkpoint
-from bloodcells.models.factory import ARCHS, alexnet_options, build_model
+from bloodcells.config.archs import ARCHS
+from bloodcells.models.factory import alexnet_options, build_model
 from bloodcells.config.params import load_params
 from bloodcells.training.loop import resolve_device, seed_everything, train_model
 from bloodcells.training.recipe import recipe
@@ -53,10 +54,10 @@ def main():
     with Live(dir=str(out_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         state, summary = train_model(model, train_set, val_set, cfg, live, device, mean, std)
         model.load_state_dict(state)
-        made_on = machine.describe(device, cfg["threads"], summary.pop("precision"))
+        made_on = machine.record(device, cfg["threads"], summary.pop("precision"))
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
-    described = pretraining.describe(found, classes, len(labels), len(train), len(val))
+    described = pretraining.data_summary(found, classes, len(labels), len(train), len(val))
     write_json(out_dir / "data.json", described)
     save_checkpoint(WEIGHTS_DIR / name / "pretrain.pt", model.cpu(), cfg, classes, mean, std, crop, made_on,
                     pretrained_on=described)

@@ -16,7 +16,8 @@ from bloodcells.core.atomic import discard_on_failure, write_json
 from bloodcells.core.errors import UserError, stage_main
 from bloodcells.models.freezing import freeze_leading_layers
 from bloodcells.models.inference import fit_temperatures, save_checkpoint
-from bloodcells.models.factory import ARCHS, alexnet_options, build_model, learns_its_own_normalisation
+from bloodcells.config.archs import ARCHS
+from bloodcells.models.factory import alexnet_options, build_model, learns_its_own_normalisation
 from bloodcells.config.params import load_params
 from bloodcells.training.loop import resolve_device, seed_everything, train_model
 from bloodcells.training.recipe import recipe, training_purpose
@@ -62,7 +63,7 @@ def main():
         temperature = fit_temperatures(model, val_set.images, val_set.labels, mean, std, device=device)
         summary |= {f"temperature_{mode}": value for mode, value in temperature.items()}
         summary["parameters"] = sum(p.numel() for p in model.parameters())
-        made_on = machine.describe(device, cfg["threads"], summary.pop("precision"))
+        made_on = machine.record(device, cfg["threads"], summary.pop("precision"))
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
     write_json(Path(f"metrics/train/{name}/machine.json"), made_on)

@@ -1,6 +1,8 @@
 """External test sets: another dataset's classes matched to the model's (by name, in any case, or renamed), the
 classes the model lacks and the set lacks reported, the set cut as its own layout is cut, and the stage
 external@<name> through the real DVC pipeline."""
+from types import SimpleNamespace
+
 import json
 import sys
 
@@ -135,8 +137,8 @@ def test_a_set_the_params_do_not_name_is_one_line(project):
 
 def test_a_set_is_standardised_by_the_model_s_statistics_or_with_statistics_own_by_its_own():
     inputs = torch.stack([torch.full((3, 4, 4), 51, dtype=torch.uint8), torch.full((3, 4, 4), 153, dtype=torch.uint8)])
-    checkpoint = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-    assert external.statistics(inputs, checkpoint, {}) == (checkpoint["mean"], checkpoint["std"])
+    checkpoint = SimpleNamespace(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    assert external.statistics(inputs, checkpoint, {}) == (checkpoint.mean, checkpoint.std)
     mean, std = external.statistics(inputs, checkpoint, {"statistics": "own"})
     assert mean == pytest.approx([0.4] * 3) and std == pytest.approx([0.2] * 3, rel=0.02)
     with pytest.raises(UserError, match=r"external.sets.lab.statistics: must be 'model' or 'own'"):

@@ -76,9 +76,9 @@ def test_wilson_interval_of_32_of_35():
 
 
 def test_best_model_breaks_ties_by_sensitivity_then_size():
-    rows = {"a": {"accuracy": 0.9, "avg_sensitivity": 0.8, "parameters": 10},
-            "b": {"accuracy": 0.9, "avg_sensitivity": 0.85, "parameters": 20},
-            "c": {"accuracy": 0.9, "avg_sensitivity": 0.85, "parameters": 5}}
+    rows = {"a": {"accuracy": 0.9, "macro_sensitivity": 0.8, "parameters": 10},
+            "b": {"accuracy": 0.9, "macro_sensitivity": 0.85, "parameters": 20},
+            "c": {"accuracy": 0.9, "macro_sensitivity": 0.85, "parameters": 5}}
     assert best_model(rows) == "c"
     rows["a"]["accuracy"] = 0.95
     assert best_model(rows) == "a"

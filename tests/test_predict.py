@@ -232,22 +232,22 @@ def test_the_onnx_export_gives_pytorchs_outputs_and_predict_runs_it_without_torc
         session = onnxruntime.InferenceSession(str(trained / f"models/{name}.onnx"),
                                                providers=["CPUExecutionProvider"])
         for batch in (images[:1], images):  # the batch axis is dynamic
-            expected = predict_probabilities(model, model_inputs(batch, checkpoint), checkpoint["mean"],
-                                             checkpoint["std"]).numpy()
+            expected = predict_probabilities(model, model_inputs(batch, checkpoint), checkpoint.mean,
+                                             checkpoint.std).numpy()
             logits, probabilities = session.run(None, {"crops": batch.numpy()})
             got = np.exp(logits - logits.max(axis=1, keepdims=True))
             assert np.abs(got / got.sum(axis=1, keepdims=True) - expected).max() <= 1e-4, name
-            single = checkpoint["temperature"]["single_view"]
+            single = checkpoint.temperature["single_view"]
             scaled = np.exp((logits - logits.max(axis=1, keepdims=True)) / single)
             assert np.abs(scaled / scaled.sum(axis=1, keepdims=True) - probabilities).max() <= 1e-5, name
         for view in (1, 6):  # test-time augmentation's views, turned after the resize as evaluate turns them
             expected = predict_probabilities(model, dihedral(model_inputs(images, checkpoint), view),
-                                             checkpoint["mean"], checkpoint["std"]).numpy()
+                                             checkpoint.mean, checkpoint.std).numpy()
             logits, _ = session.run(None, {"crops": images.numpy(), "view": np.array(view)})
             got = np.exp(logits - logits.max(axis=1, keepdims=True))
             assert np.abs(got / got.sum(axis=1, keepdims=True) - expected).max() <= 1e-4, (name, view)
         meta = json.loads(session.get_modelmeta().custom_metadata_map["bloodcells"])
-        assert meta["classes"] == checkpoint["classes"] and meta["temperature"] == checkpoint["temperature"]
+        assert meta["classes"] == checkpoint.classes and meta["temperature"] == checkpoint.temperature
 
     test = pd.read_csv(trained / "data/clean/test.csv")
     given = [trained / "data/raw/JPEGImages" / f"{name}.jpg" for name in test["image"]]

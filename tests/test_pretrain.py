@@ -113,8 +113,8 @@ def test_start_from_another_set_through_the_pipeline(project, tmp_path):
         assert f"models.{model}.weights: weights/{model}/pretrain.pt: trained on NEUTROPHIL, EOSINOPHIL, " \
                "LYMPHOCYTE: its classification head is replaced" in result.stdout
         _, checkpoint = load_checkpoint(project / f"weights/{model}/pretrain.pt", model)
-        assert checkpoint["classes"] == ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE"]
-        assert checkpoint["crop"]["crop"] == "wbc" and checkpoint["crop"]["locator"] == "stain"
+        assert checkpoint.classes == ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE"]
+        assert checkpoint.crop["crop"] == "wbc" and checkpoint.crop["locator"] == "stain"
         described = json.loads((project / f"metrics/pretrain/{model}/data.json").read_text())
         assert described["left_out_classes"] == ["basophil"] and described["train"] + described["val"] == 24
         trained = json.loads((project / f"metrics/train/{model}/metrics.json").read_text())

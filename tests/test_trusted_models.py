@@ -124,8 +124,8 @@ def test_temperature_scaling_finds_the_temperature_that_made_the_labels_and_keep
 
 
 def test_a_model_without_a_temperature_keeps_its_probabilities():
-    assert calibration.temperature_for({}, tta=True) == 1.0
-    assert calibration.temperature_for({"temperature": {"single_view": 0.7, "tta": 0.6}}, tta=False) == 0.7
+    assert calibration.temperature_for(None, tta=True) == 1.0
+    assert calibration.temperature_for({"single_view": 0.7, "tta": 0.6}, tta=False) == 0.7
     assert calibration.fit_temperature(np.zeros((0, 4)), np.zeros(0, dtype=int)) == 1.0
 
 

@@ -209,13 +209,13 @@ class LabelledCopy(Section):
     crop_side: Optional[Annotated[int, Field(strict=True, ge=16)]] = None
 
 
-class ExternalSet(LabelledCopy):
+class ExternalSetParams(LabelledCopy):
     """One external test set."""
     statistics: Optional[Literal["model", "own"]] = None  # standardise by the model's training statistics or the set's
 
 
 class External(Section):
-    sets: dict[Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_-]+$")], ExternalSet]
+    sets: dict[Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_-]+$")], ExternalSetParams]
 
 
 class Pretrain(LabelledCopy):
@@ -275,7 +275,7 @@ def check_section(params, sections, data_classes=None):
         try:
             SECTIONS[section].model_validate(value, context={"classes": data_classes})
         except ValidationError as error:
-            problems += [describe(section, detail) for detail in error.errors()]
+            problems += [problem_line(section, detail) for detail in error.errors()]
     return problems
 
 
@@ -290,7 +290,7 @@ def unset_keys(section, prefix=""):
     return unset
 
 
-def describe(section, detail):
+def problem_line(section, detail):
     """One pydantic error as `section.key: what is wrong, got <value>`."""
     keys = [str(part) for part in detail["loc"] if not _is_union_branch(part) and part != "[key]"]
     where = ".".join([section] + keys)

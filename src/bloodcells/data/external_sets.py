@@ -23,7 +23,7 @@ CROP_OVERRIDES = ("crop", "locator", "margin", "crop_side")  # the keys of a set
 
 
 @dataclass
-class ExternalSet:
+class FoundSet:
     name: str
     layout: str
     mapping: dict              # {the set's class: the name it is scored as}: a model class, or its own name
@@ -60,7 +60,7 @@ def read_set(name, settings, model_crops, model_classes, key=None):
     with tempfile.TemporaryDirectory(prefix="external-") as tmp:
         raw = Path(tmp)
         layout_name = sources.import_local(settings["source"], raw, key=f"{key}.source")
-        found = ExternalSet(name, layout_name, {})
+        found = FoundSet(name, layout_name, {})
         index, set_classes, found.dropped = layouts.LAYOUTS[layout_name].read_index(raw, found.notes)
         found.mapping = class_mapping(set_classes, model_classes, settings.get("rename"), key)
         kept, rules = cleaning.apply_rules(index, raw, set_classes, drop_classes=(),
@@ -109,7 +109,7 @@ def statistics(inputs, checkpoint, settings):
     brought to the same per-channel mean and spread)."""
     if settings.get("statistics") == "own":
         return channel_stats(inputs)
-    return checkpoint["mean"], checkpoint["std"]
+    return checkpoint.mean, checkpoint.std
 
 
 def score(labels, probabilities, model_classes):
@@ -134,7 +134,7 @@ def score(labels, probabilities, model_classes):
                       "missing_classes": [name for name in model_classes if name not in present]}
 
 
-def describe(found, model_classes):
+def data_summary(found, model_classes):
     """What was read, for metrics/external/<name>/data.json."""
     counts = {their: {"images": found.given.count(their), "scored_as": ours,
                       "known_to_the_model": ours in model_classes}

@@ -3,4 +3,4 @@
 
 def best_model(rows):
     """Highest accuracy; ties go to the higher sensitivity, then to the smaller model."""
-    return max(rows, key=lambda n: (rows[n]["accuracy"], rows[n]["avg_sensitivity"], -rows[n]["parameters"]))
+    return max(rows, key=lambda n: (rows[n]["accuracy"], rows[n]["macro_sensitivity"], -rows[n]["parameters"]))

@@ -42,7 +42,8 @@ def fit_temperature(probabilities, labels):
     return round(float(np.exp(result.x)), 4)
 
 
-def temperature_for(checkpoint, tta):
-    """The checkpoint's temperature for the way it is run; 1.0 (as trained) for a model that predates calibration."""
-    stored = checkpoint.get("temperature") or {}
+def temperature_for(stored, tta):
+    """A model's temperature for the way it is run, from its stored {single_view: T, tta: T}; 1.0 (as trained) for
+    a model that predates calibration (None)."""
+    stored = stored or {}
     return float(stored.get("tta" if tta else "single_view", 1.0))

@@ -56,18 +56,18 @@ def cross_lab_lines(name, cross_lab):
 
 def render(name, checkpoint, evaluation, data, training, source, model_path, cross_lab):
     """The card's Markdown."""
-    classes = list(checkpoint["classes"])
+    classes = list(checkpoint.classes)
     split = data.get("split", {})
     how_split = (f"fold {split['fold']} of {split['folds']} stratified folds (shuffled by seed {split['seed']}) is "
                  "the test split; the rest is split into training and validation" if split.get("folds")
                  else "a random test split")
     low, high = evaluation["accuracy_ci95"]
     abstention = evaluation.get("abstention", {})
-    temperature = checkpoint.get("temperature") or {}
-    machine = checkpoint.get("machine") or {}
+    temperature = checkpoint.temperature or {}
+    machine = checkpoint.machine or {}
     md5 = file_digest(model_path, "md5")
     lines = [
-        f"# Model card: {name} ({checkpoint['arch']})", "",
+        f"# Model card: {name} ({checkpoint.arch})", "",
         "Written by the export stage (`src/export.py`) from this run's records; regenerate it with `dvc repro export`.",
         "",
         "## Intended use",
@@ -77,8 +77,8 @@ def render(name, checkpoint, evaluation, data, training, source, model_path, cro
         "a red cell or an empty field too; `predict --min-confidence` lets it answer `uncertain` instead.", "",
         "## Training data",
         f"Source: {source_label(source)}; {data.get('clean', {}).get('total', '?')} images after cleaning, "
-        f"{how_split}. Crops: {checkpoint['crop'].get('crop')} crop, {checkpoint['crop'].get('image_size')} px "
-        f"stored, {checkpoint['image_size']} px seen by the model.", "",
+        f"{how_split}. Crops: {checkpoint.crop.get('crop')} crop, {checkpoint.crop.get('image_size')} px "
+        f"stored, {checkpoint.image_size} px seen by the model.", "",
         *split_table(data, classes), "",
         f"Training took {training.get('seconds_per_epoch', '?')} s an epoch; kept epoch {training.get('selected_epoch', '?')} "
         f"(validation accuracy {training.get('selected_val_accuracy', float('nan')):.3f}).", "",

@@ -7,27 +7,18 @@ from torch import nn
 from torchvision import models as tv_models
 
 from bloodcells.models import checkpoints
-from bloodcells.config.archs import ARCHS
+from bloodcells.config.archs import ALEXNET_OPTIONS
 from bloodcells.core.errors import UserError
 
 # Smallest input side each family can take (AlexNet's stride-4 stem and three max-pools need 63).
 MIN_IMAGE_SIZE = {"resnet": 32, "efficientnet": 32, "alexnet": 63}
-# AlexNet's options for small crops and from-scratch training, as (torchvision's value, our value):
-# the side of the pool before its classifier, the stride of its first convolution, and batch
-# normalisation after each convolution.
-ALEXNET_OPTIONS = {"feature_pool": (6, 1), "stem_stride": (4, 2), "batch_norm": (False, True)}
 
 
 def alexnet_options(config):
-    """The ALEXNET_OPTIONS keys of a model's config or checkpoint (None where it does not set them)."""
-    return {key: config.get(key) for key in ALEXNET_OPTIONS}
-
-
-def check_arch(name, arch):
-    if name not in ARCHS:
-        raise UserError(f"unknown model {name!r}; use one of {', '.join(ARCHS)}")
-    if arch not in ARCHS[name]:
-        raise UserError(f"models.{name}.arch: unknown arch {arch!r}; use one of {', '.join(ARCHS[name])}")
+    """The ALEXNET_OPTIONS keys of a model's settings (a mapping) or Checkpoint (None where it does not set them)."""
+    if isinstance(config, dict):
+        return {key: config.get(key) for key in ALEXNET_OPTIONS}
+    return {key: getattr(config, key) for key in ALEXNET_OPTIONS}
 
 
 def _replace_head(model, name, num_classes):
@@ -43,16 +34,6 @@ def _offline_hint(name):
             f"state dict to a file and set models.{name}.weights: path/to/file.pt")
 
 
-def check_alexnet_option(name, key, value):
-    """An ALEXNET_OPTIONS key: AlexNet only, and torchvision's value or ours."""
-    if name != "alexnet" and value is not None:
-        raise UserError(f"models.{name}.{key} applies to alexnet only; remove it from models.{name}")
-    stock, small = ALEXNET_OPTIONS[key]
-    valid = value is None or (type(value) is type(stock) and value in (stock, small))  # True is not a stride
-    if name == "alexnet" and not valid:
-        raise UserError(f"models.alexnet.{key} must be {stock} (torchvision) or {small} (ours), got {value!r}")
-
-
 def build_model(name, arch, image_size, pretrained=False, weights=None, *, num_classes, feature_pool=None,
                 stem_stride=None, batch_norm=None, classes=None):
     """A model with `num_classes` outputs; ImageNet weights only when asked for.
@@ -62,9 +43,6 @@ def build_model(name, arch, image_size, pretrained=False, weights=None, *, num_c
     in a 3x3 feature map instead of 1x1 (the weights keep their shapes); batch_norm adds a
     BatchNorm2d after each convolution (see add_alexnet_batch_norm).
     """
-    check_arch(name, arch)
-    for key, value in (("feature_pool", feature_pool), ("stem_stride", stem_stride), ("batch_norm", batch_norm)):
-        check_alexnet_option(name, key, value)
     if image_size < MIN_IMAGE_SIZE[name]:
         raise UserError(f"models.{name}.image_size {image_size} is too small for {arch}; "
                         f"use at least {MIN_IMAGE_SIZE[name]}")

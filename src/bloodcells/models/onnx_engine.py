@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bloodcells.models import checkpoints
 from bloodcells.models.calibration import apply_temperature, temperature_for
 from bloodcells.core.errors import UserError
 
@@ -41,13 +42,11 @@ class OnnxModel:
             raise UserError(f"{path} is an ONNX model but not one of this project (no '{METADATA_KEY}' metadata: "
                             "classes, crop, statistics); export one with dvc repro export")
         try:
-            self.checkpoint = json.loads(found)
+            metadata = json.loads(found)
         except json.JSONDecodeError:
             raise UserError(f"{path}: its '{METADATA_KEY}' metadata is not JSON; export it again (dvc repro export)") \
                 from None
-        missing = [key for key in ("classes", "image_size", "crop") if not self.checkpoint.get(key)]
-        if missing:
-            raise UserError(f"{path}: its metadata lacks {', '.join(missing)}; export it again (dvc repro export)")
+        self.checkpoint = checkpoints.checked(metadata, f"{path}'s metadata (export it again: dvc repro export)")
         inputs = [node.name for node in self.session.get_inputs() + self.session.get_overridable_initializers()]
         if inputs != ["crops", "view"]:  # view has a default: ONNX Runtime lists it among the overridable initialisers
             raise UserError(f"{path}: its inputs are not this project's (crops, view); export it again (dvc repro export)")
@@ -64,7 +63,7 @@ class OnnxModel:
                 logits = self.session.run(["logits"], {"crops": batch, "view": np.array(view, dtype=np.int64)})[0]
                 total = total + softmax(logits)
             outputs.append((total / len(views)).astype(np.float32))
-        return apply_temperature(np.concatenate(outputs), temperature_for(self.checkpoint, tta))
+        return apply_temperature(np.concatenate(outputs), temperature_for(self.checkpoint.temperature, tta))
 
 
 def softmax(logits):

@@ -57,17 +57,17 @@ class StandardisedModel(torch.nn.Module):
 def metadata(checkpoint, checkpoint_md5):
     """What predict needs besides the graph, as plain JSON, and the MD5 of the checkpoint it was exported from."""
     keys = ("model", "arch", "classes", "image_size", "mean", "std", "crop", "temperature", "machine")
-    return {"format": FORMAT, "checkpoint_md5": checkpoint_md5, **{key: checkpoint.get(key) for key in keys}}
+    return {"format": FORMAT, "checkpoint_md5": checkpoint_md5, **{key: getattr(checkpoint, key) for key in keys}}
 
 
 def export(model, checkpoint, path, checkpoint_md5=None):
     """Write `model` (in eval mode, on the CPU) with its checkpoint's metadata to `path`, atomically."""
     import onnx  # only the export stage needs it
 
-    temperature = (checkpoint.get("temperature") or {}).get("single_view", 1.0)
-    side = checkpoint["crop"]["image_size"]
+    temperature = (checkpoint.temperature or {}).get("single_view", 1.0)
+    side = checkpoint.crop["image_size"]
     wrapped = StandardisedModel(model.float().to(memory_format=torch.contiguous_format), side,
-                                checkpoint["image_size"], checkpoint["mean"], checkpoint["std"], temperature).eval()
+                                checkpoint.image_size, checkpoint.mean, checkpoint.std, temperature).eval()
     example = torch.zeros(2, 3, side, side, dtype=torch.uint8), torch.tensor(0)
     with atomic_file(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and shape-inference notes
@@ -78,5 +78,5 @@ def export(model, checkpoint, path, checkpoint_md5=None):
         graph.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0, dtype=np.int64), "view"))
         entry = graph.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(metadata(checkpoint, checkpoint_md5), sort_keys=True, default=str)
-        graph.producer_name, graph.doc_string = "bloodcells", f"{checkpoint['arch']} for {', '.join(checkpoint['classes'])}"
+        graph.producer_name, graph.doc_string = "bloodcells", f"{checkpoint.arch} for {', '.join(checkpoint.classes)}"
         onnx.save(graph, str(tmp))

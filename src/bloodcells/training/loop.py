@@ -79,7 +79,7 @@ def mixup(batch, alpha, generator, rng):
     return weight * batch + (1 - weight) * batch[partner], partner, weight
 
 
-class Recipe:
+class TrainingSetup:
     """What one optimisation step needs besides the batch: built once per run by train_model."""
 
     def __init__(self, model, cfg, steps_per_epoch, device, mean, std, dtype, generator):
@@ -102,29 +102,29 @@ class Recipe:
         return normalise(batch.mul_(255), self.mean, self.std).to(self.device, memory_format=CHANNELS_LAST)
 
 
-def train_one_epoch(recipe, batches, progress):
+def train_one_epoch(setup, batches, progress):
     """One pass over `batches` (uint8 images, labels); returns (mean loss, accuracy, seconds spent preparing data)."""
-    model, cfg = recipe.model, recipe.cfg
+    model, cfg = setup.model, setup.cfg
     model.train()
     seen = correct = 0
     loss_sum = data_seconds = 0.0
     fetched = time.perf_counter()
     for images, target in batches:
-        batch, target = recipe.prepare(images), target.to(recipe.device)
+        batch, target = setup.prepare(images), target.to(setup.device)
         if cfg["mixup"] > 0:
-            batch, partner, weight = mixup(batch, cfg["mixup"], recipe.generator, recipe.mixup_rng)
+            batch, partner, weight = mixup(batch, cfg["mixup"], setup.generator, setup.mixup_rng)
         data_seconds += time.perf_counter() - fetched
-        with torch.autocast(recipe.device.type, dtype=recipe.dtype or torch.bfloat16, enabled=recipe.dtype is not None):
+        with torch.autocast(setup.device.type, dtype=setup.dtype or torch.bfloat16, enabled=setup.dtype is not None):
             logits = model(batch)
-            loss = recipe.criterion(logits.float(), target)
+            loss = setup.criterion(logits.float(), target)
             if cfg["mixup"] > 0:
-                loss = weight * loss + (1 - weight) * recipe.criterion(logits.float(), target[partner])
-        recipe.optimizer.zero_grad(set_to_none=True)
+                loss = weight * loss + (1 - weight) * setup.criterion(logits.float(), target[partner])
+        setup.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        recipe.optimizer.step()
-        recipe.scheduler.step()
-        if recipe.ema is not None:
-            recipe.ema.update_parameters(model)
+        setup.optimizer.step()
+        setup.scheduler.step()
+        if setup.ema is not None:
+            setup.ema.update_parameters(model)
         seen += len(target)
         correct += int((logits.argmax(dim=1) == target).sum())
         loss_sum += float(loss.detach()) * len(target)
@@ -133,10 +133,10 @@ def train_one_epoch(recipe, batches, progress):
     return loss_sum / seen, correct / seen, data_seconds
 
 
-def evaluate(model, images, labels, recipe):
+def evaluate(model, images, labels, setup):
     """(loss, accuracy) of `model` on uint8 images with their labels, without augmentation."""
-    probabilities = predict_probabilities(model, images, recipe.mean, recipe.std, device=recipe.device,
-                                          dtype=recipe.dtype)
+    probabilities = predict_probabilities(model, images, setup.mean, setup.std, device=setup.device,
+                                          dtype=setup.dtype)
     loss = float(nn.functional.nll_loss(probabilities.clamp_min(1e-8).log(), labels))
     return loss, float((probabilities.argmax(dim=1) == labels).float().mean())
 
@@ -152,7 +152,7 @@ def train_model(model, train_set, val_set, cfg, live, device, mean, std):
         warnings.warn(f"{cfg['name']}: ema {cfg['ema']} averages over about {1 / (1 - cfg['ema']):.0f} steps, but "
                       f"this run has only {steps}, so the kept weights still hold barely "
                       f"trained ones; set a lower ema (the synthetic demo uses 0.9) or 0 for small data")
-    recipe = Recipe(model, cfg, len(batches), device, mean, std, autocast_dtype(precision), generator)
+    setup = TrainingSetup(model, cfg, len(batches), device, mean, std, autocast_dtype(precision), generator)
     best = {"accuracy": -1.0, "loss": math.inf, "epoch": 0}
     chosen = None
     data_seconds = train_seconds = 0.0
@@ -160,11 +160,11 @@ def train_model(model, train_set, val_set, cfg, live, device, mean, std):
                     unit_scale=True, disable=None)
     for epoch in range(1, cfg["epochs"] + 1):
         started = time.perf_counter()
-        train_loss, train_accuracy, waited = train_one_epoch(recipe, batches, progress)
+        train_loss, train_accuracy, waited = train_one_epoch(setup, batches, progress)
         train_seconds += time.perf_counter() - started
         data_seconds += waited
-        evaluated = recipe.ema.module if recipe.ema is not None else model
-        val_loss, val_accuracy = evaluate(evaluated, val_set.images, val_set.labels, recipe)
+        evaluated = setup.ema.module if setup.ema is not None else model
+        val_loss, val_accuracy = evaluate(evaluated, val_set.images, val_set.labels, setup)
         live.step = epoch  # the plots' x axis counts epochs from 1
         live.log_metric("train/loss", train_loss)
         live.log_metric("train/accuracy", train_accuracy)

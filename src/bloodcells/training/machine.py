@@ -45,7 +45,7 @@ def cpu_has_native_bf16():
         return False
 
 
-def describe(device, threads, precision):
+def record(device, threads, precision):
     """The record of one run: device, CPU, its relevant flags, torch, threads and the precision actually used."""
     record = {"device": str(device), "cpu": cpu_model(), **{f"cpu_{k}": v for k, v in cpu_flags().items()},
               "native_bf16": cpu_has_native_bf16(), "torch_cpu_kernels": torch.backends.cpu.get_cpu_capability(),

@@ -26,7 +26,7 @@ def training_classes(labels, target_classes, which):
 
 
 def read_source(settings, target_crop, target_classes):
-    """(uint8 crops [N, 3, S, S], class indices [N], image names, classes, the crop settings used, the ExternalSet)
+    """(uint8 crops [N, 3, S, S], class indices [N], image names, classes, the crop settings used, the FoundSet)
     of the set `settings` names, cut as its layout is cut at the target's crop size."""
     found = external.read_set(KEY, settings, [target_crop], target_classes, key=KEY)
     crops = external.images_for(found, target_crop, settings)
@@ -50,7 +50,7 @@ def validation_split(labels, share, seed):
     return np.sort(train), np.sort(val)
 
 
-def describe(found, classes, images, train, val):
+def data_summary(found, classes, images, train, val):
     """What was read and learnt, for metrics/pretrain/<model>/data.json."""
     return {"layout": found.layout, "images_read": len(found.names), "images_used": int(images),
             "classes": classes, "train": int(train), "val": int(val),
