@@ -117,6 +117,7 @@ def main():
     if layout is None:
         raise UserError(f"{RAW_DIR}: no labels.csv and no class folders found; run the fetch stage first "
                         "(dvc repro fetch)")
+    schema.validate(params, ("clean",), str(PARAMS_FILE), layout=layout.NAME)  # the recipe fits the layout
     notes = []
     index, data_classes, left_out_files = layout.read_index(RAW_DIR, notes)
     schema.validate(params, ("clean",), str(PARAMS_FILE), data_classes)  # the keys that name classes

@@ -130,6 +130,38 @@ def test_a_five_class_dataset_through_the_readmes_pbc_command_as_written(project
     assert sum(row[f"p_{c}"] for c in CLASSES) == pytest.approx(1, abs=1e-4)
 
 
+def lab_export(root, per_class=10, seed=3):
+    """A lab's own export: one folder per class under the lab's own names (neither PBC's nor BCCD's), one centred
+    cell per image."""
+    rng = np.random.default_rng(seed)
+    for folder, drawn_as in {"Band cell": "NEUTROPHIL", "Blast": "LYMPHOCYTE", "Smudge": "MONOCYTE"}.items():
+        (root / folder).mkdir(parents=True)
+        for n in range(per_class):
+            image, (x0, y0, x1, y1) = synthetic.make_image(rng, drawn_as, 160, 120)
+            image.crop((max(0, x0 - 10), max(0, y0 - 10), x1 + 10, y1 + 10)).save(root / folder / f"{n:03d}.png")
+    return root
+
+
+def test_a_labs_export_through_the_readmes_line_as_written_and_not_through_bccds_recipe(project, tmp_path):
+    export = lab_export(tmp_path / "export")
+    command = readme_command("dvc exp run -n myexport -S dataset=folders")
+    assert "data.source=/path/to/your/export" in command  # the one thing the user fills in
+    args = shlex.split(command.replace("/path/to/your/export", str(export)))
+    with_bccds_recipe = args[:args.index("dataset=folders") - 1] + args[args.index("dataset=folders") + 1:]
+    refused = run(with_bccds_recipe, project, check=False)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "clean.locator: voc (BCCD's recipe" in output
+    assert "run with -S dataset=folders" in output and "did you mean" not in output
+    assert not (project / "data/clean").exists()
+    run(args, project)
+    assert json.loads((project / "data/clean/classes.json").read_text())["classes"] == ["Band cell", "Blast", "Smudge"]
+    assert json.loads((project / "data/clean/crop.json").read_text())["crop"] == "centre"
+    assert yaml.safe_load((project / "params.yaml").read_text())["clean"]["undersample"] is None
+    assert "myexport" in run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
+    for name in ("resnet", "efficientnet", "alexnet"):
+        assert checkpoints.read(project / f"models/{name}.pt")["classes"] == ["Band cell", "Blast", "Smudge"]
+
+
 def test_classes_can_be_kept_and_renamed(project, tmp_path):
     data = single_cell_dataset(tmp_path / "data")
     set_params(project, {"data": {"source": str(data), "folds": 2},

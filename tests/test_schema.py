@@ -141,3 +141,28 @@ def test_class_names_pass_where_they_name_the_datas_classes():
     params["clean"] |= {"rename": {"NEUTROPHIL": "neutrophil"}, "undersample": {"neutrophil": 0.1},
                         "classes": ["neutrophil", "EOSINOPHIL"], "oversample": {"EOSINOPHIL": 2}}
     schema.validate(params, ["clean"], data_classes=BCCD_DATA)
+
+
+def test_bccds_recipe_on_class_folders_is_one_line_naming_the_recipe_to_use_and_no_class_hint():
+    params = copy.deepcopy(PARAMS)  # BCCD's recipe: locator voc, a rule for NEUTROPHIL
+    with pytest.raises(UserError) as raised:
+        schema.validate(params, ["clean"], data_classes=["basophil", "neutrophil"], layout="class-folders")
+    message = str(raised.value)
+    assert "clean.locator: voc (BCCD's recipe" in message and "run with -S dataset=folders" in message
+    assert "did you mean" not in message and "\n" not in message
+    schema.validate(params, ["clean"], layout="dataset-master")  # BCCD's own layout
+    params["clean"] |= {"locator": "stain", "undersample": None}  # a smear photograph per class folder
+    schema.validate(params, ["clean"], data_classes=["basophil", "neutrophil"], layout="class-folders")
+
+
+def test_the_class_folder_recipe_names_no_class_and_pbcs_is_it(tmp_path):
+    from dvc.utils.hydra import compose_and_dump
+    composed = {}
+    for recipe in ("folders", "pbc", "bccd"):
+        compose_and_dump(tmp_path / f"{recipe}.yaml", str(ROOT / "conf"), None, "config", "", [f"dataset={recipe}"])
+        composed[recipe] = yaml.safe_load((tmp_path / f"{recipe}.yaml").read_text())
+    assert composed["folders"] == composed["pbc"]
+    clean = composed["folders"]["clean"]
+    assert clean["undersample"] is None and clean["oversample"] == "none" and clean["crop"] == "centre"
+    assert not clean["drop_classes"] and not clean["rename"] and not clean["classes"]
+    assert composed["bccd"]["clean"]["locator"] == "voc"  # what the check above takes for BCCD's recipe

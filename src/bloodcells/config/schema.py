@@ -15,6 +15,7 @@ from bloodcells.data import classes
 from bloodcells.core.errors import UserError
 from bloodcells.config.archs import ARCHS
 from bloodcells.data.sources import KNOWN_SOURCES
+from bloodcells.data.layouts.class_folders import NAME as CLASS_FOLDERS
 
 
 
@@ -116,6 +117,16 @@ class Clean(Section):
     fallback_box_size: PositiveInt
     image_size: Annotated[int, Field(strict=True, ge=32, le=1024)]
     leave_out_of_training: Optional[Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9._-]+$")]]
+
+    @model_validator(mode="after")
+    def a_recipe_for_the_layout(self, info: ValidationInfo):
+        """VOC boxes exist only in BCCD's layout: with class folders, locator voc means BCCD's recipe was kept, and
+        its class rules would follow (when the stage knows the layout: clean, before it reads any image)."""
+        if (info.context or {}).get("layout") == CLASS_FOLDERS and self.locator == "voc":
+            raise ValueError("locator: voc (BCCD's recipe: the annotated box in each photograph), but data.source is "
+                             "one folder per class, with no boxes; run with -S dataset=folders (one centred cell "
+                             "per image, no class rules), or -S clean.locator=stain for whole smear photographs")
+        return self
 
     @model_validator(mode="after")
     def class_names_of_the_data(self, info: ValidationInfo):
@@ -239,9 +250,10 @@ SECTIONS = {"data": Data, "fetch": Fetch, "clean": Clean, "explore": Explore, "t
             "finetune": Finetune, "evaluate": Evaluate, "external": External, "pretrain": Pretrain, **{f"models.{name}": model for name, model in MODELS.items()}}
 
 
-def validate(params, sections, source="params.yaml", data_classes=None):
+def validate(params, sections, source="params.yaml", data_classes=None, layout=None):
     """Check `sections` of params (names of SECTIONS; "models" means every model in it); raise one UserError
-    listing every problem. With `data_classes`, keys that name classes are checked against them."""
+    listing every problem. With `data_classes`, keys that name classes are checked against them; with `layout`
+    (the name of the data's layout), the recipe against the layout."""
     problems = []
     for section in sections:
         if section == "models":
@@ -253,13 +265,13 @@ def validate(params, sections, source="params.yaml", data_classes=None):
                          if name not in MODELS]
             problems += check_section(params, [f"models.{name}" for name in models if name in MODELS])
         else:
-            problems += check_section(params, [section], data_classes)
+            problems += check_section(params, [section], data_classes, layout)
     if problems:
         count = f"{len(problems)} problems: " if len(problems) > 1 else ""
         raise UserError(f"{source}: {count}{' | '.join(problems)}")
 
 
-def check_section(params, sections, data_classes=None):
+def check_section(params, sections, data_classes=None, layout=None):
     problems = []
     for section in sections:
         value = params
@@ -273,7 +285,7 @@ def check_section(params, sections, data_classes=None):
             problems += [f"{key}: not set (??? in the dataset's recipe); give it: dvc exp run -S {key}=..." for key in unset]
             continue
         try:
-            SECTIONS[section].model_validate(value, context={"classes": data_classes})
+            SECTIONS[section].model_validate(value, context={"classes": data_classes, "layout": layout})
         except ValidationError as error:
             problems += [problem_line(section, detail) for detail in error.errors()]
     return problems
