@@ -106,13 +106,33 @@ def make_project(tmp_path):
     return dest
 
 
+@pytest.fixture(scope="session")
+def reproduced_template(tmp_path_factory):
+    """The tiny project after one `dvc repro` of the whole pipeline, made once a session: (its folder, that run's
+    output). Tests take copies of it (`reproduced`), never the folder itself."""
+    project = make_project(tmp_path_factory.mktemp("reproduced"))
+    return project, run(["dvc", "repro"], project).stdout
+
+
+@pytest.fixture
+def reproduced(reproduced_template, tmp_path):
+    """A copy of the tiny project as `dvc repro` left it (outputs, dvc.lock, DVC's cache, git history): the same
+    files a test would have after running it itself, without training the three models again."""
+    return copy_project(reproduced_template[0], tmp_path / "project")
+
+
+def copy_project(source, dest):
+    shutil.copytree(source, dest, symlinks=True)
+    return dest
+
+
 def stage(project, script, *args, check=True):
     return run([sys.executable, f"src/{script}.py", *args], project, check=check)
 
 
 # A test that works in a copy of the project (a new git repository where DVC or a stage script runs) takes seconds
 # to minutes: it is `slow`, and `pytest -m "not slow"` leaves it out of the quick loop.
-SLOW_FIXTURES = {"project", "trained"}
+SLOW_FIXTURES = {"project", "trained", "reproduced"}
 
 
 def pytest_collection_modifyitems(items):

@@ -75,12 +75,14 @@ def test_every_dataset_recipe_gives_every_key_the_defaults_leave_open(tmp_path):
 FAMILY = {"resnet": "ResNet18", "efficientnet": "EfficientNet-b0", "alexnet": "AlexNet"}
 
 
-def test_the_readmes_pbc_table_is_the_frontier_record():
+def test_the_readmes_pbc_table_is_the_frontier_record(tmp_path):
+    from dvc.utils.hydra import compose_and_dump
     record = json.loads((ROOT / "records/frontier_pbc.json").read_text())
-    params = yaml.safe_load((ROOT / "conf/dataset/pbc.yaml").read_text())
+    compose_and_dump(tmp_path / "pbc.yaml", str(ROOT / "conf"), None, "config", "", ["dataset=pbc"])
+    params = yaml.safe_load((tmp_path / "pbc.yaml").read_text())
     defaults = [r for r in record["rows"] if r["recipe"] == "default"]
     assert {r["model"] for r in defaults} == set(FAMILY)
-    for row in defaults:  # the default recipe's rows are conf/dataset/pbc.yaml's recipe
+    for row in defaults:  # the default recipe's rows are -S dataset=pbc's recipe (conf/dataset/folders.yaml's)
         assert (row["image_size"], row["epochs"]) == (params["models"][row["model"]]["image_size"],
                                                       params["models"][row["model"]]["epochs"])
     quick = yaml.safe_load((ROOT / "conf/dataset/pbc_quick.yaml").read_text())

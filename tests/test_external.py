@@ -97,8 +97,8 @@ def test_external_settings_are_checked_by_the_schema():
     schema.validate({"external": {"sets": {}}}, ("external",))  # the default: no set, nothing to run
 
 
-def test_an_external_set_through_the_pipeline_reports_what_it_cannot_score(project, tmp_path):
-    run(["dvc", "repro"], project)
+def test_an_external_set_through_the_pipeline_reports_what_it_cannot_score(reproduced, tmp_path):
+    project = reproduced  # after `dvc repro`
     data = class_folder_set(tmp_path / "lab")
     result = run(["dvc", "exp", "run", "-S", f"+external.sets.lab.source={data}",
                   "-S", "+external.sets.lab.rename={lympho: LYMPHOCYTE}"], project)

@@ -17,9 +17,9 @@ def ran_stages(output):
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
-def test_full_pipeline_then_change_one_model(project):
-    first = run(["dvc", "repro"], project)
-    assert ran_stages(first.stdout) == {"fetch", "clean", "explore", "train_resnet", "train_efficientnet",
+def test_full_pipeline_then_change_one_model(reproduced, reproduced_template):
+    project, first_output = reproduced, reproduced_template[1]  # the copy of a project after its first `dvc repro`
+    assert ran_stages(first_output) == {"fetch", "clean", "explore", "train_resnet", "train_efficientnet",
                                         "train_alexnet", "evaluate", "compare", "export"}
     compare = json.loads((project / "metrics/compare.json").read_text())
     evaluation_accuracy = {}

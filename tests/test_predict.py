@@ -14,7 +14,7 @@ from PIL import Image
 
 from bloodcells.data import locator, photos, synthetic
 from bloodcells.data.cleaning import BCCD_CLASSES as CLASSES
-from conftest import make_project, run
+from conftest import copy_project, run
 
 
 def synthetic_photos(count, seed, size=(640, 480)):
@@ -86,11 +86,10 @@ def test_box_arguments():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The tiny synthetic project after `dvc repro`: three trained models, evaluate's predictions, compare."""
-    project = make_project(tmp_path_factory.mktemp("predict"))
-    run(["dvc", "repro"], project)
-    return project
+def trained(reproduced_template, tmp_path_factory):
+    """The tiny synthetic project after `dvc repro`: three trained models, evaluate's predictions, compare (a copy
+    of the session's, shared by this module's tests)."""
+    return copy_project(reproduced_template[0], tmp_path_factory.mktemp("predict") / "project")
 
 
 def predict(project, *args, check=True):

@@ -98,8 +98,8 @@ def test_pretraining_trains_the_model_s_own_recipe_with_its_own_colour_jitter_un
         schema.validate({"pretrain": settings}, ("pretrain",))
 
 
-def test_start_from_another_set_through_the_pipeline(project, tmp_path):
-    run(["dvc", "repro"], project)
+def test_start_from_another_set_through_the_pipeline(reproduced, tmp_path):
+    project = reproduced  # after `dvc repro`
     lab = class_folder_set(tmp_path / "lab", per_class=8)
     set_defaults(project, {"pretrain": {"epochs": 1, "val_size": 0.25, "rename": {"lympho": "LYMPHOCYTE"}}})
     missing = run(["dvc", "exp", "run", "-S", "start=pbc"], project, check=False)

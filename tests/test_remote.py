@@ -5,10 +5,9 @@ from conftest import git, run, set_params
 from test_pipeline import ran_stages
 
 
-def test_local_remote_round_trip_shares_models_and_the_run_cache(project, tmp_path):
-    remote = tmp_path / "remote"
+def test_local_remote_round_trip_shares_models_and_the_run_cache(reproduced, tmp_path):
+    project, remote = reproduced, tmp_path / "remote"  # after `dvc repro`
     run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)
-    run(["dvc", "repro"], project)
     git(project, "add", "-A")
     git(project, "commit", "-qm", "baseline with a shared remote")
     run(["dvc", "push", "--run-cache"], project)
@@ -39,12 +38,11 @@ def test_local_remote_round_trip_shares_models_and_the_run_cache(project, tmp_pa
     assert (clone / "models/resnet.pt").read_bytes() == variant
 
 
-def test_experiments_are_shared_with_exp_push_and_exp_pull(project, tmp_path):
-    origin = tmp_path / "origin.git"
+def test_experiments_are_shared_with_exp_push_and_exp_pull(reproduced, tmp_path):
+    project, origin = reproduced, tmp_path / "origin.git"  # after `dvc repro`
     git(tmp_path, "init", "-q", "--bare", str(origin))
     git(project, "remote", "add", "origin", str(origin))
     run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], project)
-    run(["dvc", "repro"], project)
     git(project, "add", "-A")
     git(project, "commit", "-qm", "baseline")
     branch = git(project, "branch", "--show-current").stdout.strip()

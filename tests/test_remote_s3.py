@@ -40,11 +40,10 @@ def use_s3(repo, endpoint, bucket="bloodcells"):
         run(["dvc", "remote", "modify", "--local", "team", key, "testing"], repo)
 
 
-def test_s3_remote_round_trip_and_bad_remotes(project, tmp_path, s3_endpoint):
-    endpoint, server = s3_endpoint
+def test_s3_remote_round_trip_and_bad_remotes(reproduced, tmp_path, s3_endpoint):
+    project, (endpoint, server) = reproduced, s3_endpoint  # after `dvc repro`
     use_s3(project, endpoint)
     assert "testing" not in (project / ".dvc/config").read_text()
-    run(["dvc", "repro"], project)
     git(project, "add", "-A")
     git(project, "commit", "-qm", "baseline with an S3 remote")
     run(["dvc", "push", "--run-cache"], project)
