@@ -150,7 +150,7 @@ def test_a_labs_export_through_the_readmes_line_as_written_and_not_through_bccds
     with_bccds_recipe = args[:args.index("dataset=folders") - 1] + args[args.index("dataset=folders") + 1:]
     refused = run(with_bccds_recipe, project, check=False)
     output = refused.stdout + refused.stderr
-    assert refused.returncode != 0 and "clean.locator: voc (BCCD's recipe" in output
+    assert refused.returncode != 0 and "clean.locator: voc with crop: wbc (BCCD's recipe" in output
     assert "run with -S dataset=folders" in output and "did you mean" not in output
     assert not (project / "data/clean").exists()
     run(args, project)

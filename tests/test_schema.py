@@ -148,9 +148,12 @@ def test_bccds_recipe_on_class_folders_is_one_line_naming_the_recipe_to_use_and_
     with pytest.raises(UserError) as raised:
         schema.validate(params, ["clean"], data_classes=["basophil", "neutrophil"], layout="class-folders")
     message = str(raised.value)
-    assert "clean.locator: voc (BCCD's recipe" in message and "run with -S dataset=folders" in message
+    assert "clean.locator: voc with crop: wbc (BCCD's recipe" in message and "run with -S dataset=folders" in message
     assert "did you mean" not in message and "\n" not in message
     schema.validate(params, ["clean"], layout="dataset-master")  # BCCD's own layout
+    centred = copy.deepcopy(params)
+    centred["clean"] |= {"crop": "centre", "undersample": None}  # the locator is unused with a centred crop
+    schema.validate(centred, ["clean"], data_classes=["basophil", "neutrophil"], layout="class-folders")
     params["clean"] |= {"locator": "stain", "undersample": None}  # a smear photograph per class folder
     schema.validate(params, ["clean"], data_classes=["basophil", "neutrophil"], layout="class-folders")
 

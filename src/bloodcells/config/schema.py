@@ -120,12 +120,14 @@ class Clean(Section):
 
     @model_validator(mode="after")
     def a_recipe_for_the_layout(self, info: ValidationInfo):
-        """VOC boxes exist only in BCCD's layout: with class folders, locator voc means BCCD's recipe was kept, and
-        its class rules would follow (when the stage knows the layout: clean, before it reads any image)."""
-        if (info.context or {}).get("layout") == CLASS_FOLDERS and self.locator == "voc":
-            raise ValueError("locator: voc (BCCD's recipe: the annotated box in each photograph), but data.source is "
-                             "one folder per class, with no boxes; run with -S dataset=folders (one centred cell "
-                             "per image, no class rules), or -S clean.locator=stain for whole smear photographs")
+        """VOC boxes exist only in BCCD's layout: with class folders, a crop around the annotated box means BCCD's
+        recipe was kept, and its class rules would follow (when the stage knows the layout: clean, before it reads any
+        image)."""
+        if (info.context or {}).get("layout") == CLASS_FOLDERS and (self.crop, self.locator) == ("wbc", "voc"):
+            raise ValueError("locator: voc with crop: wbc (BCCD's recipe: the annotated box in each photograph), but "
+                             "data.source is one folder per class, with no boxes; run with -S dataset=folders (one "
+                             "centred cell per image, no class rules), or -S clean.locator=stain for whole smear "
+                             "photographs")
         return self
 
     @model_validator(mode="after")
