@@ -56,7 +56,7 @@ def test_full_pipeline_then_change_one_model(reproduced, reproduced_template):
     fetched = project.parent / "fetched-resnet.pt"
     run(["dvc", "artifacts", "get", str(project), "resnet", "-o", str(fetched)], project.parent)
     assert fetched.read_bytes() == (project / "models/resnet.pt").read_bytes()
-    card = project.parent / "resnet-card.md"  # the model card travels beside the model, from git
+    card = project.parent / "resnet-card.md"  # the model card travels beside the model, from DVC
     git(project, "tag", "-a", "resnet-card@v1.0.0", "-m", "Registering artifact resnet-card version v1.0.0")
     run(["dvc", "artifacts", "get", str(project), "resnet-card", "-o", str(card)], project.parent)
     assert card.read_text() == (project / "models/resnet.md").read_text()
