@@ -15,10 +15,11 @@ import argparse
 import time
 
 import torch
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from bloodcells.training import machine
+from bloodcells.config.params import load_params
+from bloodcells.training.recipe import recipe
 from bloodcells.models.factory import alexnet_options, build_model
 from bloodcells.training.loop import resolve_precision
 from bloodcells.training.timing import seconds_per_step
@@ -51,7 +52,7 @@ def main():
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    params = yaml.safe_load(open("params.yaml"))
+    config = load_params(("train", "models"))
     record = machine.record(torch.device("cpu"), args.threads, "-")
     peak = {"fp32": matmul_gflops(torch.float32)}
     if record["native_bf16"]:
@@ -61,13 +62,13 @@ def main():
     print("| model | px | batch | GFLOP per image (train step) | setting | s/step | img/s | GFLOP/s | "
           "share of the matmul limit |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, recipe in params["models"].items():
-        cfg = {**params["train"], **recipe}
-        size, batch = args.image_size or cfg["image_size"], args.batch_size or cfg["batch_size"]
+    for name in config.models:
+        cfg = recipe(config, name, "train")
+        size, batch = args.image_size or cfg.image_size, args.batch_size or cfg.batch_size
 
         def fresh():
             torch.manual_seed(0)
-            return build_model(name, cfg["arch"], size, num_classes=8, **alexnet_options(cfg))
+            return build_model(name, cfg.arch, size, num_classes=8, **alexnet_options(cfg))
 
         work = 3 * forward_flops(fresh(), size) / 1e9
         auto = resolve_precision("auto", torch.device("cpu"), name)

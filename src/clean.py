@@ -22,7 +22,7 @@ from bloodcells.data import cells, classes, cleaning, images, layouts, locator
 from bloodcells.config import schema
 from bloodcells.core.atomic import atomic_dir, save_figure, write_json
 from bloodcells.core.errors import UserError, stage_main
-from bloodcells.config.params import PARAMS_FILE, load_params
+from bloodcells.config.params import PARAMS_FILE, read_params
 
 RAW_DIR = Path("data/raw")
 CLEAN_DIR = Path("data/clean")
@@ -32,8 +32,8 @@ PLOT_FILE = Path("plots/clean/class_distribution.png")
 LABEL_ISSUES_DIR = Path("label_issues")
 
 
-def prepare_images(frame, params, out_dir, notes):
-    """Crop (or resize) every image once; returns the readable rows with their box, and the unreadable count.
+def prepare_images(frame, crop, skip_corrupt, out_dir, notes):
+    """Crop (or resize) every image once as `crop` (crop.json's settings) asks; returns the readable rows with their box, and the unreadable count.
     What was converted or fixed on the way is appended to `notes`."""
     boxes, unreadable = [], 0
     rows = frame[["image", "path", "annotation"]].itertuples(index=False)
@@ -42,16 +42,16 @@ def prepare_images(frame, params, out_dir, notes):
         try:
             image = images.open_rgb(path, notes)
         except UserError as error:
-            if not params["skip_corrupt"]:
+            if not skip_corrupt:
                 raise UserError(f"{error}; replace the file or set clean.skip_corrupt: true to skip it") from None
             unreadable += 1
             continue
-        if params["crop"] == "wbc":
+        if crop.crop == "wbc":
             box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / annotation if annotation else None,
-                                        params["fallback_box_size"], notes, params["locator"])
+                                        crop.fallback_box_size, notes, crop.locator)
         else:  # the whole image, or its centre square: nothing to locate
             box, how = (0, 0, *image.size), "image"
-        cells.cut_crop(image, box, params).save(out_dir / "images" / f"{name}.png")
+        cells.cut_crop(image, box, crop).save(out_dir / "images" / f"{name}.png")
         boxes.append((name, *box, how))
     boxes = pd.DataFrame(boxes, columns=["image", "xmin", "ymin", "xmax", "ymax", "box_source"])
     return frame.merge(boxes, on="image"), unreadable
@@ -112,7 +112,8 @@ def plot_distribution(raw_counts, clean_counts, names, source):
 
 @stage_main
 def main():
-    params = load_params(("data", "clean"))
+    params = read_params()
+    config = schema.validate(params, ("data", "clean"), str(PARAMS_FILE))
     layout = layouts.detect(RAW_DIR)
     if layout is None:
         raise UserError(f"{RAW_DIR}: no labels.csv and no class folders found; run the fetch stage first "
@@ -121,38 +122,38 @@ def main():
     notes = []
     index, data_classes, left_out_files = layout.read_index(RAW_DIR, notes)
     schema.validate(params, ("clean",), str(PARAMS_FILE), data_classes)  # the keys that name classes
-    p, seed = params["clean"], params["data"]["seed"]
-    folds = params["data"]["folds"]
+    p, seed, folds = config.clean, config.data.seed, config.data.folds
+    crop = {key: getattr(p, key) for key in cells.CROP_KEYS}
     sizes = index["category"].value_counts()
-    too_few = [name for name in data_classes if sizes.get(name, 0) < p["min_images"] and name not in p["drop_classes"]]
+    too_few = [name for name in data_classes if sizes.get(name, 0) < p.min_images and name not in p.drop_classes]
     if too_few:
-        print(f"class(es) with fewer than clean.min_images = {p['min_images']} images left out: "
+        print(f"class(es) with fewer than clean.min_images = {p.min_images} images left out: "
               + ", ".join(f"{name} ({sizes.get(name, 0)})" for name in too_few))
-    learnt, names = classes.choose(data_classes, [*p["drop_classes"], *too_few], p["rename"], p["classes"])
+    learnt, names = classes.choose(data_classes, [*p.drop_classes, *too_few], p.rename, p.classes)
     if len(learnt) < 2:
         raise UserError(f"only {len(learnt)} class(es) left to learn ({', '.join(learnt) or 'none'}); check "
                         "clean.drop_classes, clean.classes and clean.min_images against the data's classes "
                         f"({', '.join(data_classes)})")
     raw_counts = cleaning.count_categories(index, list(names))
     left_out = [name for name in data_classes if name not in names]
-    kept, dropped = cleaning.apply_rules(index, RAW_DIR, list(names), p["drop_empty"], p["drop_multiple"],
-                                         left_out, p["drop_missing_images"], RAW_DIR / "labels.csv")
+    kept, dropped = cleaning.apply_rules(index, RAW_DIR, list(names), p.drop_empty, p.drop_multiple,
+                                         left_out, p.drop_missing_images, RAW_DIR / "labels.csv")
     kept["label"] = kept["label"].map(names)
     dropped |= left_out_files
     with atomic_dir(CLEAN_DIR) as out:
         (out / "images").mkdir()
-        kept, dropped["corrupt_image"] = prepare_images(kept, p, out, notes)
-        train, val, test = cleaning.split(kept, params["data"], p["test_size"], p["val_size"], learnt)
+        kept, dropped["corrupt_image"] = prepare_images(kept, crop, p.skip_corrupt, out, notes)
+        train, val, test = cleaning.split(kept, folds, config.data.fold, seed, p.test_size, p.val_size, learnt)
         before_audit = len(train)
-        if p["leave_out_of_training"]:
-            train = cleaning.leave_out_of_training(train, read_suspects(p["leave_out_of_training"]))
-        train_resampled = cleaning.resample_train(train, p["undersample"] or {}, p["oversample"], seed, learnt)
+        if p.leave_out_of_training:
+            train = cleaning.leave_out_of_training(train, read_suspects(p.leave_out_of_training))
+        train_resampled = cleaning.resample_train(train, p.undersample or {}, p.oversample, seed, learnt)
         classes.write(out, learnt)
         for name, part in (("train", train_resampled), ("val", val), ("test", test)):
             part.to_csv(out / f"{name}.csv", index=False)
-        (out / "crop.json").write_text(json.dumps({key: p[key] for key in cells.CROP_KEYS}, indent=2) + "\n")
+        (out / "crop.json").write_text(json.dumps(crop, indent=2) + "\n")
         summary = {
-            "split": {"folds": folds, "fold": params["data"]["fold"] if folds else None, "seed": seed},
+            "split": {"folds": folds, "fold": config.data.fold if folds else None, "seed": seed},
             "raw": raw_counts,
             "clean": class_counts(kept, learnt),
             "train": class_counts(train, learnt),
@@ -161,12 +162,12 @@ def main():
             "test": class_counts(test, learnt),
             "dropped": dropped,
             "box_source": {how: int((kept["box_source"] == how).sum()) for how in ("voc", "stain", "centre", "image")
-                           if how != "image" or p["crop"] != "wbc"},
+                           if how != "image" or p.crop != "wbc"},
             "layout": layout.NAME,
             "handled_input_problems": len(notes),
         }
-        if p["leave_out_of_training"]:
-            summary["left_out_of_training"] = {"audit": p["leave_out_of_training"], "images": before_audit - len(train)}
+        if p.leave_out_of_training:
+            summary["left_out_of_training"] = {"audit": p.leave_out_of_training, "images": before_audit - len(train)}
         write_json(METRICS_FILE, summary)
         located = measure_locator(RAW_DIR) if (RAW_DIR / "Annotations").is_dir() else locator.agreement([])
         write_json(LOCATOR_FILE, located)
@@ -178,7 +179,7 @@ def main():
         print(f"stain locator against {located['images']} annotated boxes: IoU >= 0.5 in "
               f"{located['iou_at_least_0.5']:.1%}, median IoU {located['median_iou']:.3f}")
     counts = ", ".join(f"{k} {v}" for k, v in summary["clean"].items())
-    how = f"fold {params['data']['fold']} of {folds}" if folds else "random split"
+    how = f"fold {config.data.fold} of {folds}" if folds else "random split"
     print(f"cleaned: {counts}; {how} (seed {seed}): train {len(train)} (resampled {len(train_resampled)}), "
           f"val {len(val)}, test {len(test)}")
 

@@ -159,14 +159,14 @@ MACHINES_FILE = Path("metrics/machines.json")
 
 @stage_main
 def main():
-    params = load_params(("models",))
+    config = load_params(("models",))
     timing = read_json("metrics/evaluate/timing.json")
-    names = list(params["models"])
+    names = list(config.models)
     rows = {name: model_row(name) for name in names}
     costs = {name: cost_row(name, timing) for name in names}
     best = best_model(rows)
     pairs = pairwise(names)
-    archs = {name: params["models"][name]["arch"] for name in rows}
+    archs = {name: config.models[name].arch for name in rows}
     write_json("metrics/compare.json", {"models": rows, "best_model": best, "pairs": {
         f"{p['a']}_vs_{p['b']}": {"difference": p["difference"], "difference_ci95": p["difference_ci95"],
                                   **{k: v for k, v in p["mcnemar"][0].items() if k != "replicate"}}

@@ -23,6 +23,7 @@ from bloodcells.evaluation.plots import plot_confusion, plot_errors, plot_pair_e
 from bloodcells.models.calibration import temperature_for
 from bloodcells.evaluation.metrics import classification_metrics, expected_calibration_error, micro_roc_curve
 from bloodcells.models.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
+from bloodcells.config.archs import ARCHS
 from bloodcells.config.params import load_params
 from bloodcells.training.loop import seed_everything
 
@@ -54,25 +55,24 @@ def write_risk_coverage(path, curve):
 
 @stage_main
 def main():
-    params = load_params(("evaluate",))
-    settings = params["evaluate"]
+    settings = load_params(("evaluate",)).evaluate
     seed_everything(0)
     classes = class_list.read()
     images, labels, names = data.load_split("test", require_all_classes=False)
     timing, results, before = {}, {}, {}
     actual = labels.numpy()
-    for name in params["models"]:
+    for name in ARCHS:  # dvc.yaml names each family's outputs
         model, checkpoint = load_checkpoint(Path("models") / f"{name}.pt", name, classes)
         test_images = model_inputs(images, checkpoint)
         started = time.perf_counter()
         uncalibrated = predict_probabilities(model, test_images, checkpoint.mean, checkpoint.std,
-                                             batch_size=settings["batch_size"], tta=settings["tta"])
-        probabilities = calibrate(uncalibrated, checkpoint, settings["tta"])
+                                             batch_size=settings.batch_size, tta=settings.tta)
+        probabilities = calibrate(uncalibrated, checkpoint, settings.tta)
         timing[name] = {"inference_ms_per_image": round(1000 * (time.perf_counter() - started) / len(images), 2)}
         predicted = probabilities.argmax(dim=1)
         metrics = classification_metrics(actual, predicted.numpy(), probabilities.numpy(), classes=classes)
         abstention, curve = abstention_summary(actual, probabilities.numpy())
-        metrics |= {"temperature": temperature_for(checkpoint.temperature, settings["tta"]),
+        metrics |= {"temperature": temperature_for(checkpoint.temperature, settings.tta),
                     "expected_calibration_error_before": expected_calibration_error(actual, uncalibrated.numpy()),
                     "abstention": abstention}
         write_json(METRICS_DIR / f"{name}.json", metrics)

@@ -58,8 +58,7 @@ def plot_pixel_distribution(images):
 
 @stage_main
 def main():
-    params = load_params(("explore",))
-    images = images_by_class(params["explore"]["max_images_per_class"])
+    images = images_by_class(load_params(("explore",)).explore.max_images_per_class)
     plot_average_images(images)
     plot_pixel_distribution(images)
     print(f"wrote {PLOT_DIR}/average_images.png and pixel_distribution.png")

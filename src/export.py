@@ -14,6 +14,7 @@ from bloodcells.core.errors import UserError, stage_main
 from bloodcells.models.inference import load_checkpoint
 from bloodcells.models.card import render
 from bloodcells.models.onnx_export import export
+from bloodcells.config.archs import ARCHS
 from bloodcells.config.params import load_params
 
 MODEL_DIR = Path("models")
@@ -29,16 +30,16 @@ def read_json(path):
 
 @stage_main
 def main():
-    params = load_params(("data",))
+    source = load_params(("data",)).data.source
     classes = class_list.read()
     cross_lab = read_json(CROSS_LAB)
     data = read_json("metrics/data.json")
-    for name in params["models"]:
+    for name in ARCHS:  # dvc.yaml names each family's outputs
         path = MODEL_DIR / f"{name}.pt"
         model, checkpoint = load_checkpoint(path, name, classes)
         export(model.cpu(), checkpoint, path.with_suffix(".onnx"), file_digest(path, "md5"))
         card = render(name, checkpoint, read_json(f"metrics/evaluate/{name}.json"), data,
-                      read_json(f"metrics/train/{name}/metrics.json"), params["data"]["source"], path, cross_lab)
+                      read_json(f"metrics/train/{name}/metrics.json"), source, path, cross_lab)
         write_text(path.with_suffix(".md"), card)
         print(f"{name}: {path.with_suffix('.onnx')} and its model card {path.with_suffix('.md')}")
 

@@ -21,6 +21,7 @@ from bloodcells.core.atomic import atomic_file, write_json
 from bloodcells.core.errors import UserError, stage_main
 from bloodcells.evaluation.plots import count_confusion, plot_confusion, plot_errors
 from bloodcells.models.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
+from bloodcells.config.archs import ARCHS
 from bloodcells.config.params import load_params
 from bloodcells.training.loop import seed_everything
 
@@ -51,15 +52,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="a set of external.sets in params.yaml")
     args = parser.parse_args()
-    params = load_params(("evaluate", "external"))
-    sets = params["external"]["sets"]
+    config = load_params(("evaluate", "external"))
+    sets = config.external.sets
     if args.name not in sets:
         raise UserError(f"external.sets has no set {args.name!r} (it has: {', '.join(sets) or 'none'}); add it, "
                         f"e.g. dvc exp run -S '+external.sets.{args.name}.source=/path/to/copy'")
-    settings, evaluate = sets[args.name], params["evaluate"]
+    settings, evaluate = sets[args.name], config.evaluate
     seed_everything(0)
     models = {}
-    for model in params["models"]:
+    for model in ARCHS:  # dvc.yaml names each family's outputs
         path = Path("models") / f"{model}.pt"
         models[model] = (path, *load_checkpoint(path, model))
     model_classes = list(next(iter(models.values()))[2].classes)
@@ -75,8 +76,8 @@ def main():
         crops = external.images_for(found, checkpoint.crop, settings)
         inputs = model_inputs(crops, checkpoint)
         mean, std = external.statistics(inputs, checkpoint, settings)
-        probabilities = calibrate(predict_probabilities(network, inputs, mean, std, batch_size=evaluate["batch_size"],
-                                                        tta=evaluate["tta"]), checkpoint, evaluate["tta"]).numpy()
+        probabilities = calibrate(predict_probabilities(network, inputs, mean, std, batch_size=evaluate.batch_size,
+                                                        tta=evaluate.tta), checkpoint, evaluate.tta).numpy()
         metrics = external.score(found.labels, probabilities, classes)
         write_json(metrics_dir / f"{model}.json", metrics)
         write_predictions(metrics_dir / "predictions" / f"{model}.csv", found, probabilities, classes)

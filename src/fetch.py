@@ -19,8 +19,8 @@ RAW_DIR = Path("data/raw")
 
 
 def fetch_bccd(data_params, fetch_params, dest):
-    sources.fetch_bccd(dest, fetch_params["urls"], fetch_params["manifest"],
-                       timeout=fetch_params["timeout"], retries=fetch_params["retries"])
+    sources.fetch_bccd(dest, fetch_params.urls.model_dump(), fetch_params.manifest, timeout=fetch_params.timeout,
+                       retries=fetch_params.retries)
     return dataset_master.NAME
 
 
@@ -29,8 +29,8 @@ def fetch_kaggle(data_params, fetch_params, dest):
 
 
 def fetch_synthetic(data_params, fetch_params, dest):
-    spec = data_params["synthetic"]
-    synthetic.generate(dest, spec["per_class"], spec["size"], seed=spec["seed"])
+    spec = data_params.synthetic
+    synthetic.generate(dest, spec.per_class, spec.size, seed=spec.seed)
     return dataset_master.NAME
 
 
@@ -39,7 +39,7 @@ SOURCES = {"bccd": fetch_bccd, "kaggle": fetch_kaggle, "synthetic": fetch_synthe
 
 def fetch(data_params, fetch_params, dest):
     """Put data.source's dataset into `dest`; returns the name of its layout."""
-    source = str(data_params["source"])
+    source = data_params.source
     if source in SOURCES:
         return SOURCES[source](data_params, fetch_params, dest)
     if Path(source).expanduser().exists() or any(c in source for c in "/\\~."):
@@ -53,15 +53,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-manifest", metavar="DIR", help="hash DIR's files into the manifest and exit")
     args = parser.parse_args()
-    params = load_params(("data", "fetch"))
+    config = load_params(("data", "fetch"))
     if args.write_manifest:
-        count = sources.write_manifest(args.write_manifest, params["fetch"]["manifest"])
-        print(f"wrote {count} entries to {params['fetch']['manifest']}")
+        count = sources.write_manifest(args.write_manifest, config.fetch.manifest)
+        print(f"wrote {count} entries to {config.fetch.manifest}")
         return
     with atomic_dir(RAW_DIR) as tmp:
-        layout = fetch(params["data"], params["fetch"], tmp)
+        layout = fetch(config.data, config.fetch, tmp)
     files = sum(1 for p in RAW_DIR.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    print(f"fetched {files} images from {params['data']['source']} into {RAW_DIR} (layout: {layout})")
+    print(f"fetched {files} images from {config.data.source} into {RAW_DIR} (layout: {layout})")
 
 
 if __name__ == "__main__":

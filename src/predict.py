@@ -265,9 +265,9 @@ def main():
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.min_confidence is not None and not 0 < args.min_confidence < 1:
         raise UserError(f"--min-confidence must lie between 0 and 1 (a probability, e.g. 0.9), got {args.min_confidence}")
-    settings = load_params(("evaluate",))["evaluate"]
-    tta = settings["tta"] if args.tta is None else args.tta
-    batch_size = args.batch_size or settings["batch_size"]
+    settings = load_params(("evaluate",)).evaluate
+    tta = settings.tta if args.tta is None else args.tta
+    batch_size = args.batch_size or settings.batch_size
     engine_name, model_path = choose_engine(args)
     engine = (OnnxEngine if engine_name == "onnx" else TorchEngine)(model_path)
     checkpoint = engine.checkpoint

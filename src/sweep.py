@@ -29,7 +29,7 @@ import time
 
 import pandas as pd
 
-from bloodcells.config.params import load_params
+from bloodcells.config.params import load_params, read_params
 from bloodcells.core.atomic import atomic_file, write_json, write_text
 from bloodcells.core.errors import UserError, stage_main
 from bloodcells.data import sources
@@ -90,9 +90,10 @@ def check_record_name(name, option="--record"):
 
 def run(args):
     """Queue every run of the configuration on DVC's queue (or collect finished ones), then write its record."""
-    params = load_params()
-    models = list(params["models"])
-    settings = plan.run_settings(args.jobs, args.set_param, params)
+    config = load_params(("models", "fetch"))
+    models = list(config.models)
+    source = read_params()["data"]["source"]  # unchecked: a dataset's recipe may leave it to -S data.source
+    settings = plan.run_settings(args.jobs, args.set_param, source)
     runs = {plan.experiment_name(args.folds, *run): run
             for run in plan.planned_runs(args.folds, args.seeds, args.train_seeds, args.only_folds)}
     started = time.perf_counter()
@@ -114,7 +115,7 @@ def run(args):
     with atomic_file(kept) as tmp:
         predictions.to_csv(tmp, index=False)
     given = plan.parse_settings(args.set_param)
-    data = sources.describe_source(given.get("data.source", params["data"]["source"]), params["fetch"]["manifest"])
+    data = sources.describe_source(given.get("data.source", source), config.fetch.manifest)
     configuration = records.configuration(args.folds, args.seeds, args.train_seeds,
                                           plan.recorded_settings(plan.parse_settings(settings)), data,
                                           args.only_folds)
@@ -163,7 +164,8 @@ def against(args):
 
 
 def readme(args):
-    print(readme_tables(records.read(args.record), load_params()), end="")
+    archs = {name: model.arch for name, model in load_params(("models",)).models.items()}
+    print(readme_tables(records.read(args.record), archs), end="")
 
 
 def parse_args(argv=None):

@@ -20,7 +20,7 @@ from bloodcells.config.archs import ARCHS
 from bloodcells.models.factory import alexnet_options, build_model, learns_its_own_normalisation
 from bloodcells.config.params import load_params
 from bloodcells.training.loop import resolve_device, seed_everything, train_model
-from bloodcells.training.recipe import recipe, training_purpose
+from bloodcells.training.recipe import check_family, recipe, training_purpose
 
 MODEL_DIR = Path("models")
 
@@ -30,29 +30,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help=" | ".join(ARCHS))
     name = parser.parse_args().model
-    params = load_params(("train", f"models.{name}", "finetune") if name in ARCHS else ())
-    purpose = training_purpose(params, name)
-    cfg = recipe(params, name, purpose)
+    check_family(name)
+    config = load_params(("train", f"models.{name}", "finetune"))
+    purpose = training_purpose(config, name)
+    cfg = recipe(config, name, purpose)
     if purpose == "finetune":
-        print(f"{name}: fine-tuning the learnt weights for {cfg['epochs']} epochs at lr {cfg['lr']:g}, ema {cfg['ema']:g} "
+        print(f"{name}: fine-tuning the learnt weights for {cfg.epochs} epochs at lr {cfg.lr:g}, ema {cfg.ema:g} "
               "(the model's recipe with params.yaml's finetune)")
-    device = resolve_device(cfg["device"])
-    torch.set_num_threads(cfg["threads"])  # a sum split over more threads rounds differently: part of the recipe
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads)  # a sum split over more threads rounds differently: part of the recipe
     classes = class_list.read()
-    seed_everything(cfg["seed"])
-    model = build_model(name, cfg["arch"], cfg["image_size"], cfg["pretrained"], cfg.get("weights"),
+    seed_everything(cfg.seed)
+    model = build_model(name, cfg.arch, cfg.image_size, cfg.pretrained, cfg.weights,
                         num_classes=len(classes), classes=classes, **alexnet_options(cfg))
-    if cfg.get("frozen_share"):
-        frozen, total = freeze_leading_layers(model, cfg["frozen_share"])
+    if cfg.frozen_share:
+        frozen, total = freeze_leading_layers(model, cfg.frozen_share)
         print(f"{name}: the first {frozen} of its {total} weight layers keep their learnt weights "
-              f"(finetune.frozen_share {cfg['frozen_share']:g})")
+              f"(finetune.frozen_share {cfg.frozen_share:g})")
     crop = data.read_crop_settings()
-    if cfg["image_size"] > crop["image_size"]:
-        raise UserError(f"models.{name}.image_size {cfg['image_size']} is larger than the prepared crops "
+    if cfg.image_size > crop["image_size"]:
+        raise UserError(f"models.{name}.image_size {cfg.image_size} is larger than the prepared crops "
                         f"({crop['image_size']} px); raise clean.image_size or lower the model's image_size")
-    train_set = data.CropDataset("train", cfg["image_size"])
-    val_set = data.CropDataset("val", cfg["image_size"], require_all_classes=False)
-    if cfg["pretrained"] or (cfg.get("weights") and not learns_its_own_normalisation(cfg["weights"], name)):
+    train_set = data.CropDataset("train", cfg.image_size)
+    val_set = data.CropDataset("val", cfg.image_size, require_all_classes=False)
+    if cfg.pretrained or (cfg.weights and not learns_its_own_normalisation(cfg.weights, name)):
         mean, std = data.IMAGENET_MEAN, data.IMAGENET_STD
     else:
         mean, std = data.channel_stats(train_set.images)
@@ -63,7 +64,7 @@ def main():
         temperature = fit_temperatures(model, val_set.images, val_set.labels, mean, std, device=device)
         summary |= {f"temperature_{mode}": value for mode, value in temperature.items()}
         summary["parameters"] = sum(p.numel() for p in model.parameters())
-        made_on = machine.record(device, cfg["threads"], summary.pop("precision"))
+        made_on = machine.record(device, cfg.threads, summary.pop("precision"))
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
     write_json(Path(f"metrics/train/{name}/machine.json"), made_on)

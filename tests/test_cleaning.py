@@ -116,11 +116,11 @@ def test_folds_are_deterministic_per_seed_and_ignore_row_order():
 
 def test_folds_zero_is_the_random_split_and_too_many_folds_for_the_data_is_one_line():
     data = frame(REAL_COUNTS)
-    random_test = split(data, {"folds": 0, "fold": 0, "seed": 0}, 0.1, 0.1, CLASSES)[2]
+    random_test = split(data, 0, 0, 0, 0.1, 0.1, CLASSES)[2]
     assert list(random_test["image"]) == list(split_stratified(data, 0.1, 0.1, seed=0, classes=CLASSES)[2]["image"])
-    assert len(split(data, {"folds": 5, "fold": 4, "seed": 0}, 0.1, 0.1, CLASSES)[2]) in (69, 70)
+    assert len(split(data, 5, 4, 0, 0.1, 0.1, CLASSES)[2]) in (69, 70)
     with pytest.raises(UserError, match="needs at least 22 images of every class"):
-        split(data, {"folds": 20, "fold": 0, "seed": 0}, 0.1, 0.1, CLASSES)
+        split(data, 20, 0, 0, 0.1, 0.1, CLASSES)
 
 
 def test_resample_drops_neutrophils_then_balances():

@@ -66,24 +66,29 @@ def test_a_set_with_no_class_the_model_knows_is_one_line():
         external.score(["platelet", "ig"], np.full((2, 4), 0.25), MODEL_CLASSES)
 
 
+def a_set(**settings):
+    """One validated entry of external.sets."""
+    return schema.ExternalSetParams(**{"source": "/elsewhere", **settings})
+
+
 def test_a_set_is_cut_as_its_layout_is_cut_unless_it_says_otherwise():
-    assert external.crop_settings(MODEL_CROP, "class-folders", {})["crop"] == "centre"
-    photographs = external.crop_settings({**MODEL_CROP, "crop": "centre", "locator": "stain"}, "dataset-master", {})
+    assert external.crop_settings(MODEL_CROP, "class-folders", a_set())["crop"] == "centre"
+    photographs = external.crop_settings({**MODEL_CROP, "crop": "centre", "locator": "stain"}, "dataset-master", a_set())
     assert (photographs["crop"], photographs["locator"], photographs["image_size"]) == ("wbc", "voc", 64)
-    assert external.crop_settings(MODEL_CROP, "dataset-master", {"locator": "stain", "crop_side": 150,
-                                                                 "margin": None}) == \
+    assert external.crop_settings(MODEL_CROP, "dataset-master", a_set(locator="stain", crop_side=150,
+                                                                       margin=None)) == \
         {**MODEL_CROP, "locator": "stain", "crop_side": 150}
 
 
 def test_a_dataset_master_set_is_read_with_its_boxes_and_its_extra_rows_dropped(tmp_path):
     synthetic.generate(tmp_path / "bccd", per_class=3, size=(160, 120), seed=3)
-    found = external.read_set("other", {"source": str(tmp_path / "bccd")},
+    found = external.read_set("other", a_set(source=str(tmp_path / "bccd")),
                               [MODEL_CROP, {**MODEL_CROP, "image_size": 48}], MODEL_CLASSES)
     assert found.layout == "dataset-master" and len(found.names) == 12
     assert sorted(set(found.labels)) == sorted(MODEL_CLASSES)
     assert found.dropped["empty"] == 1 and found.dropped["multiple"] == 1  # the synthetic labels.csv's odd rows
     assert sorted(crops.shape[-1] for crops in found.crops.values()) == [48, 64]  # one cut per model crop size
-    assert external.images_for(found, MODEL_CROP, {}).shape == (12, 3, 64, 64)
+    assert external.images_for(found, MODEL_CROP, a_set()).shape == (12, 3, 64, 64)
 
 
 def test_external_settings_are_checked_by_the_schema():
@@ -138,8 +143,8 @@ def test_a_set_the_params_do_not_name_is_one_line(project):
 def test_a_set_is_standardised_by_the_model_s_statistics_or_with_statistics_own_by_its_own():
     inputs = torch.stack([torch.full((3, 4, 4), 51, dtype=torch.uint8), torch.full((3, 4, 4), 153, dtype=torch.uint8)])
     checkpoint = SimpleNamespace(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
-    assert external.statistics(inputs, checkpoint, {}) == (checkpoint.mean, checkpoint.std)
-    mean, std = external.statistics(inputs, checkpoint, {"statistics": "own"})
+    assert external.statistics(inputs, checkpoint, a_set()) == (checkpoint.mean, checkpoint.std)
+    mean, std = external.statistics(inputs, checkpoint, a_set(statistics="own"))
     assert mean == pytest.approx([0.4] * 3) and std == pytest.approx([0.2] * 3, rel=0.02)
     with pytest.raises(UserError, match=r"external.sets.lab.statistics: must be 'model' or 'own'"):
         schema.validate({"external": {"sets": {"lab": {"source": "/x", "statistics": "stain"}}}}, ("external",))

@@ -5,6 +5,7 @@ from dvclive import Live
 from torch import nn
 
 from bloodcells.models.freezing import freeze_leading_layers, layers_with_parameters
+from bloodcells.config.schema import validate
 from bloodcells.models.factory import build_model
 from bloodcells.training.loop import seed_everything, train_model
 from conftest import ROOT
@@ -59,6 +60,8 @@ def test_only_a_model_that_starts_from_learnt_weights_freezes():
     from bloodcells.training.recipe import recipe, training_purpose
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["finetune"]["frozen_share"] = 0.5
-    assert not recipe(params, "resnet", training_purpose(params, "resnet")).get("frozen_share")
+    config = validate(params, ("train", "models", "finetune"))
+    assert not recipe(config, "resnet", training_purpose(config, "resnet")).frozen_share
     params["models"]["resnet"]["weights"] = "weights/resnet/pretrain.pt"
-    assert recipe(params, "resnet", training_purpose(params, "resnet"))["frozen_share"] == 0.5
+    config = validate(params, ("train", "models", "finetune"))
+    assert recipe(config, "resnet", training_purpose(config, "resnet")).frozen_share == 0.5

@@ -7,6 +7,7 @@ import shlex
 
 import pytest
 import torch
+import yaml
 
 from bloodcells.training import pretraining
 from bloodcells.training.recipe import recipe
@@ -14,7 +15,7 @@ from bloodcells.config import schema
 from bloodcells.core.errors import UserError
 from bloodcells.models.inference import load_checkpoint
 from bloodcells.models.factory import build_model, classification_head, load_weights
-from conftest import run, set_defaults, set_params
+from conftest import ROOT, run, set_defaults, set_params
 from test_class_folders import readme_command
 from test_external import class_folder_set
 
@@ -87,12 +88,14 @@ def test_the_schema_wants_a_source_for_any_pretrained_model():
 
 
 def test_pretraining_trains_the_model_s_own_recipe_with_its_own_colour_jitter_unless_pretrain_sets_one():
-    params = {"train": {"colour_jitter": 0.1, "epochs": 30, "lr": 0.001}, "models": {"resnet": {"lr": 0.002}},
-              "pretrain": {"epochs": 10, "colour_jitter": None}}
-    own = recipe(params, "resnet", "pretrain")
-    assert (own["colour_jitter"], own["epochs"], own["lr"]) == (0.1, 10, 0.002)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"] |= {"colour_jitter": 0.1, "epochs": 30, "lr": 0.001}
+    params["models"]["resnet"] = {"arch": "resnet18", "lr": 0.002}
+    params["pretrain"] |= {"epochs": 10, "colour_jitter": None, "source": "/elsewhere"}
+    own = recipe(schema.validate(params, ("train", "models", "pretrain")), "resnet", "pretrain")
+    assert (own.colour_jitter, own.epochs, own.lr) == (0.1, 10, 0.002)
     params["pretrain"]["colour_jitter"] = 0.4
-    assert recipe(params, "resnet", "pretrain")["colour_jitter"] == 0.4
+    assert recipe(schema.validate(params, ("train", "models", "pretrain")), "resnet", "pretrain").colour_jitter == 0.4
     settings = {"source": None, "models": [], "classes": "shared", "epochs": 2, "val_size": 0.1, "colour_jitter": 2}
     with pytest.raises(UserError, match=r"pretrain.colour_jitter: .*1"):
         schema.validate({"pretrain": settings}, ("pretrain",))

@@ -37,7 +37,7 @@ def settings(jobs, sets=()):
 
 
 def run_settings(args, params):
-    return plan.run_settings(args.jobs, args.set_param, params)
+    return plan.run_settings(args.jobs, args.set_param, params["data"]["source"])
 
 
 def test_queued_runs_get_an_absolute_data_source_and_a_share_of_the_cores(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from bloodcells.models import checkpoints
 from bloodcells.data.dataset import affine, augment, dihedral, dihedral_index, gather_pixels, roll_index, training_batches
 from bloodcells.core.errors import UserError
 from bloodcells.config.archs import ARCHS
+from bloodcells.config.schema import Recipe, validate
 from bloodcells.models.factory import build_model
 from bloodcells.training import machine, loop as training
 from bloodcells.training.loop import autocast_dtype, resolve_precision, seed_everything, train_model
@@ -21,7 +22,7 @@ DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def config(**changes):
-    return {**DEFAULTS["train"], "name": "test", "arch": "resnet18", **changes}
+    return Recipe(**{**DEFAULTS["train"], "name": "resnet", "arch": "resnet18", **changes})
 
 
 @pytest.mark.parametrize("name,arch", [(n, a) for n, archs in ARCHS.items() for a in archs])
@@ -385,16 +386,19 @@ def test_a_model_that_starts_from_learnt_weights_trains_with_finetunes_changes()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     own = params["models"]["efficientnet"]
     params["finetune"] = {"epochs": 7, "lr_scale": 0.5, "ema": 0.9, "frozen_share": 0}
-    scratch = recipe(params, "efficientnet", training_purpose(params, "efficientnet"))
-    assert (scratch["epochs"], scratch["lr"], scratch["ema"]) == (own["epochs"], own["lr"], params["train"]["ema"])
+    config = validate(params, ("train", "models", "finetune"))
+    scratch = recipe(config, "efficientnet", training_purpose(config, "efficientnet"))
+    assert (scratch.epochs, scratch.lr, scratch.ema) == (own["epochs"], own["lr"], params["train"]["ema"])
     for start in ({"weights": "weights/efficientnet/pretrain.pt"}, {"pretrained": True}):
         params["models"]["efficientnet"] = {**own, **start}
-        tuned = recipe(params, "efficientnet", training_purpose(params, "efficientnet"))
-        assert (tuned["epochs"], tuned["lr"], tuned["ema"]) == (7, own["lr"] * 0.5, 0.9)
-        assert tuned["arch"] == own["arch"] and tuned["image_size"] == own["image_size"]
+        config = validate(params, ("train", "models", "finetune"))
+        tuned = recipe(config, "efficientnet", training_purpose(config, "efficientnet"))
+        assert (tuned.epochs, tuned.lr, tuned.ema) == (7, own["lr"] * 0.5, 0.9)
+        assert tuned.arch == own["arch"] and tuned.image_size == own["image_size"]
     params["finetune"] = {"epochs": None, "lr_scale": 1, "ema": None, "frozen_share": 0}  # the defaults: the model's own recipe
-    tuned = recipe(params, "efficientnet", training_purpose(params, "efficientnet"))
-    assert (tuned["epochs"], tuned["lr"], tuned["ema"]) == (own["epochs"], own["lr"], params["train"]["ema"])
+    config = validate(params, ("train", "models", "finetune"))
+    tuned = recipe(config, "efficientnet", training_purpose(config, "efficientnet"))
+    assert (tuned.epochs, tuned.lr, tuned.ema) == (own["epochs"], own["lr"], params["train"]["ema"])
 
 
 def test_unknown_model_name(project):

@@ -29,25 +29,9 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-class Params(dict):
-    """A params.yaml section: a missing key is a one-line error naming it, not a KeyError traceback."""
-
-    def __init__(self, values, where="", fallback=None):
-        super().__init__(values)
-        self.where, self.fallback = where, fallback
-
-    def __missing__(self, key):
-        alternative = f" (or {self.fallback}{key})" if self.fallback else ""
-        raise UserError(f"params.yaml has no {self.where}{key}{alternative}; add it (the project's params.yaml "
-                        f"lists every key with its default)")
-
-    def __getitem__(self, key):
-        value = super().__getitem__(key)
-        return Params(value, f"{self.where}{key}.") if isinstance(value, dict) else value
-
-
-def load_params(sections=(), path=PARAMS_FILE):
-    """params.yaml, with `sections` checked against the declared schema (every problem reported at once)."""
+def read_params(path=PARAMS_FILE):
+    """params.yaml as plain data, unchecked: for code that passes its values on (the sweep's -S settings), not for a
+    stage that is configured by them."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} not found: run the stage from the project root")
@@ -64,5 +48,9 @@ def load_params(sections=(), path=PARAMS_FILE):
         raise UserError(f"{path}: cannot read it ({error.strerror})") from None
     if not isinstance(params, dict):
         raise UserError(f"{path}: expected sections such as data: and train:, got a {type(params).__name__}")
-    schema.validate(params, sections, str(path))
-    return Params(params)
+    return params
+
+
+def load_params(sections=(), path=PARAMS_FILE):
+    """The validated schema.Config of params.yaml's `sections` (every problem reported at once)."""
+    return schema.validate(read_params(path), sections, str(path))

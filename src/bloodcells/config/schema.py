@@ -8,8 +8,8 @@ import difflib
 import typing
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
-                      create_model, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt,
+                      ValidationError, ValidationInfo, create_model, model_validator)
 
 from bloodcells.data import classes
 from bloodcells.core.errors import UserError
@@ -44,7 +44,7 @@ def a_number_at_least_one(value):
     return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 1
 
 
-Number = Annotated[float, BeforeValidator(a_number), Field(strict=False)]
+Number = Annotated[StrictInt | StrictFloat, BeforeValidator(a_number)]  # an int stays an int: crop.json's bytes
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Count = Annotated[int, Field(strict=True, ge=0)]
 Share = Annotated[float, Field(strict=True, gt=0, lt=1)]
@@ -251,12 +251,34 @@ class Pretrain(LabelledCopy):
 SECTIONS = {"data": Data, "fetch": Fetch, "clean": Clean, "explore": Explore, "train": Train,
             "finetune": Finetune, "evaluate": Evaluate, "external": External, "pretrain": Pretrain, **{f"models.{name}": model for name, model in MODELS.items()}}
 
+Recipe = create_model(  # one model's settings for one purpose: training/recipe.py makes it from the sections
+    "Recipe", __base__=Section, name=(Literal[tuple(ARCHS)], ...), arch=(Text, ...),
+    **{key: (kind, ...) for key, kind in TRAIN_KEYS.items()},
+    **{key: (Optional[kind], None) for key, kind in ALEXNET_KEYS.items()},
+    frozen_share=(at_least(0, below=1), 0))
+
+
+class Config(BaseModel):
+    """params.yaml as the stages read it: each section a stage asked for, validated (the rest None); `models` holds
+    the validated model sections by name, in params.yaml's order."""
+    model_config = ConfigDict(frozen=True)
+    data: Optional[Data] = None
+    fetch: Optional[Fetch] = None
+    clean: Optional[Clean] = None
+    explore: Optional[Explore] = None
+    train: Optional[Train] = None
+    finetune: Optional[Finetune] = None
+    evaluate: Optional[Evaluate] = None
+    external: Optional[External] = None
+    pretrain: Optional[Pretrain] = None
+    models: dict[str, Section] = {}
+
 
 def validate(params, sections, source="params.yaml", data_classes=None, layout=None):
-    """Check `sections` of params (names of SECTIONS; "models" means every model in it); raise one UserError
-    listing every problem. With `data_classes`, keys that name classes are checked against them; with `layout`
-    (the name of the data's layout), the recipe against the layout."""
-    problems = []
+    """The Config of `sections` of params (names of SECTIONS; "models" means every model in it), or one UserError
+    listing every problem. With `data_classes`, keys that name classes are checked against them; with `layout` (the
+    name of the data's layout), the recipe against the layout."""
+    problems, checked = [], {}
     for section in sections:
         if section == "models":
             models = params.get("models")
@@ -265,15 +287,19 @@ def validate(params, sections, source="params.yaml", data_classes=None, layout=N
                 continue
             problems += [f"models.{name}: unknown model (use {', '.join(MODELS)})" for name in models
                          if name not in MODELS]
-            problems += check_section(params, [f"models.{name}" for name in models if name in MODELS])
+            problems += check_sections(params, [f"models.{name}" for name in models if name in MODELS], checked)
         else:
-            problems += check_section(params, [section], data_classes, layout)
+            problems += check_sections(params, [section], checked, data_classes, layout)
     if problems:
         count = f"{len(problems)} problems: " if len(problems) > 1 else ""
         raise UserError(f"{source}: {count}{' | '.join(problems)}")
+    model_order = list(params.get("models") or {})
+    models = {name.split(".")[1]: checked.pop(name) for name in list(checked) if name.startswith("models.")}
+    return Config(**checked, models=dict(sorted(models.items(), key=lambda item: model_order.index(item[0]))))
 
 
-def check_section(params, sections, data_classes=None, layout=None):
+def check_sections(params, sections, checked, data_classes=None, layout=None):
+    """Problems of `sections`; each valid one goes into `checked` as its model."""
     problems = []
     for section in sections:
         value = params
@@ -287,7 +313,8 @@ def check_section(params, sections, data_classes=None, layout=None):
             problems += [f"{key}: not set (??? in the dataset's recipe); give it: dvc exp run -S {key}=..." for key in unset]
             continue
         try:
-            SECTIONS[section].model_validate(value, context={"classes": data_classes, "layout": layout})
+            checked[section] = SECTIONS[section].model_validate(value, context={"classes": data_classes,
+                                                                                "layout": layout})
         except ValidationError as error:
             problems += [problem_line(section, detail) for detail in error.errors()]
     return problems

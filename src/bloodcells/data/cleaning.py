@@ -150,13 +150,12 @@ def split_fold(frame, folds, fold, val_size, seed, classes):
     return _sorted(train, val, frame[tested])
 
 
-def split(frame, data_params, test_size, val_size, classes):
-    """The split data_params asks for: fold data.fold of data.folds-fold cross-validation, or with
-    data.folds 0 one random stratified split of clean.test_size."""
-    folds, seed = data_params["folds"], data_params["seed"]
+def split(frame, folds, fold, seed, test_size, val_size, classes):
+    """Fold `fold` of `folds`-fold cross-validation (data.fold, data.folds), or with folds 0 one random stratified
+    split of `test_size` (clean.test_size)."""
     if folds == 0:
         return split_stratified(frame, test_size, val_size, seed, classes)
-    return split_fold(frame, folds, data_params["fold"], val_size, seed, classes)
+    return split_fold(frame, folds, fold, val_size, seed, classes)
 
 
 def leave_out_of_training(train, suspects):

@@ -50,7 +50,7 @@ def crop_settings(model_crop, layout_name, settings):
     """The model's own crop settings (its image size, margin, edge handling), cut the way the set's layout is cut,
     with any of the set's CROP_OVERRIDES on top."""
     crop = dict(model_crop) | LAYOUT_CROPS[layout_name]
-    return crop | {key: settings[key] for key in CROP_OVERRIDES if settings.get(key) is not None}
+    return crop | {key: getattr(settings, key) for key in CROP_OVERRIDES if getattr(settings, key) is not None}
 
 
 def read_set(name, settings, model_crops, model_classes, key=None):
@@ -59,12 +59,12 @@ def read_set(name, settings, model_crops, model_classes, key=None):
     key = key or f"external.sets.{name}"
     with tempfile.TemporaryDirectory(prefix="external-") as tmp:
         raw = Path(tmp)
-        layout_name = sources.import_local(settings["source"], raw, key=f"{key}.source")
+        layout_name = sources.import_local(settings.source, raw, key=f"{key}.source")
         found = FoundSet(name, layout_name, {})
         index, set_classes, found.dropped = layouts.LAYOUTS[layout_name].read_index(raw, found.notes)
-        found.mapping = class_mapping(set_classes, model_classes, settings.get("rename"), key)
+        found.mapping = class_mapping(set_classes, model_classes, settings.rename, key)
         kept, rules = cleaning.apply_rules(index, raw, set_classes, drop_classes=(),
-                                           labels_path=f"{settings['source']} (labels.csv)")
+                                           labels_path=f"{settings.source} (labels.csv)")
         found.dropped |= rules
         ways = {json.dumps(crop_settings(crop, layout_name, settings), sort_keys=True) for crop in model_crops}
         cut = {way: [] for way in ways}
@@ -86,7 +86,7 @@ def read_set(name, settings, model_crops, model_classes, key=None):
             found.names.append(image_name)
     found.dropped["unreadable_image"] = unreadable
     if not found.names:
-        raise UserError(f"{key}.source: {settings['source']} holds no readable labelled image")
+        raise UserError(f"{key}.source: {settings.source} holds no readable labelled image")
     found.crops = {way: torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2) for way, crops in cut.items()}
     return found
 
@@ -107,7 +107,7 @@ def statistics(inputs, checkpoint, settings):
     """The channel mean and standard deviation the model's inputs are standardised by: the model's training
     statistics, or with `statistics: own` the set's own (a crude colour normalisation: another stain or camera
     brought to the same per-channel mean and spread)."""
-    if settings.get("statistics") == "own":
+    if getattr(settings, "statistics", None) == "own":
         return channel_stats(inputs)
     return checkpoint.mean, checkpoint.std
 

@@ -83,13 +83,14 @@ def experiment_args(folds, seed, fold, train_seed, settings):
     return args
 
 
-def run_settings(jobs, settings, params):
+def run_settings(jobs, settings, source):
     """The -S settings every queued run gets: the user's, an absolute path for every local copy (queued runs work
-    in a temporary copy of the repository) and, with several workers, a share of the cores each."""
+    in a temporary copy of the repository) and, with several workers, a share of the cores each. `source` is
+    params.yaml's data.source."""
     given = parse_settings(settings)
     result = dict(given)
     paths = {key: value for key, value in given.items() if is_path_key(key)}
-    paths.setdefault("data.source", str(params["data"]["source"]))
+    paths.setdefault("data.source", str(source))
     for key, source in paths.items():
         if source not in sources.KNOWN_SOURCES and not Path(source).is_absolute():
             absolute = Path(source).expanduser().resolve()

@@ -101,14 +101,15 @@ def markdown(summary, description):
     return "\n".join(lines) + "\n"
 
 
-def display_name(model, params):
-    """ResNet18, EfficientNet-b0, AlexNet: the arch of params.yaml, as the README names it."""
-    arch = params.get("models", {}).get(model, {}).get("arch", model)
+def display_name(model, archs):
+    """ResNet18, EfficientNet-b0, AlexNet: the model's arch ({model: arch}, from params.yaml), as the README names
+    it."""
+    arch = archs.get(model, model)
     return {"resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50",
             "alexnet": "AlexNet"}.get(arch, arch.replace("efficientnet", "EfficientNet"))
 
 
-def readme_tables(summary, params):
+def readme_tables(summary, archs):
     """The README's Results tables of a record: the pooled scores, then the paired tests (what `sweep.py readme`
     prints, and what tests/test_docs.py holds the README to)."""
     lines = ["| model | accuracy | macro sensitivity | macro specificity | per-fold accuracy (min-max) | "
@@ -122,7 +123,7 @@ def readme_tables(summary, params):
         auc = "n/a" if row["macro_roc_auc"] is None else f"{row['macro_roc_auc']:.3f}"
         cells += [f"{row['balanced_accuracy']:.3f}", f"{row['cohen_kappa']:.3f}", auc,
                   f"{row['expected_calibration_error']:.3f}"]
-        lines.append(f"| {display_name(model, params)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {display_name(model, archs)} | " + " | ".join(cells) + " |")
     lines += ["", "| pair | accuracy difference | only the first right / only the second right | McNemar p | Holm p |",
               "|---|---|---|---|---|"]
     for pair in summary["pairs"]:
@@ -131,6 +132,6 @@ def readme_tables(summary, params):
         counts = "; ".join(f"{t['only_a_right']} / {t['only_b_right']}" for t in tests)
         p_values = "; ".join(f"{t['p_value']:.2g}" for t in tests)
         holm = "; ".join(f"{t['p_holm']:.2g}" for t in tests)
-        lines.append(f"| {display_name(pair['a'], params)} vs {display_name(pair['b'], params)} | "
+        lines.append(f"| {display_name(pair['a'], archs)} vs {display_name(pair['b'], archs)} | "
                      f"{100 * pair['difference']:+.1f} points ({low:+.1f} to {high:+.1f}) | {counts} | {p_values} | {holm} |")
     return "\n".join(lines) + "\n"

@@ -15,9 +15,7 @@ MIN_IMAGE_SIZE = {"resnet": 32, "efficientnet": 32, "alexnet": 63}
 
 
 def alexnet_options(config):
-    """The ALEXNET_OPTIONS keys of a model's settings (a mapping) or Checkpoint (None where it does not set them)."""
-    if isinstance(config, dict):
-        return {key: config.get(key) for key in ALEXNET_OPTIONS}
+    """The ALEXNET_OPTIONS keys of a model's Recipe or Checkpoint (None where it does not set them)."""
     return {key: getattr(config, key) for key in ALEXNET_OPTIONS}
 
 

@@ -71,5 +71,5 @@ def save_checkpoint(path, model, cfg, classes, mean, std, crop, made_on, **extra
     from run to run (the wall-clock summary lives in metrics/train/<model>/metrics.json), so the same inputs give a
     byte-identical file and DVC hash. `made_on` is the same on the same machine."""
     checkpoints.save(path, checkpoints.Checkpoint(
-        state_dict=model.state_dict(), model=cfg["name"], arch=cfg["arch"], classes=list(classes),
-        image_size=cfg["image_size"], **alexnet_options(cfg), mean=mean, std=std, crop=crop, machine=made_on, **extra))
+        state_dict=model.state_dict(), model=cfg.name, arch=cfg.arch, classes=list(classes),
+        image_size=cfg.image_size, **alexnet_options(cfg), mean=mean, std=std, crop=crop, machine=made_on, **extra))

@@ -55,11 +55,11 @@ def autocast_dtype(precision):
 
 def make_optimizer(cfg, parameters):
     # fused: one kernel for all parameters, 10x faster on CPU for the stock AlexNet (57M parameters; ours has 20.3M)
-    if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(parameters, lr=cfg["lr"], momentum=0.9, nesterov=True,
-                               weight_decay=cfg["weight_decay"], fused=True)
-    optimizer = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
-    return optimizer(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=True)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=cfg.lr, momentum=0.9, nesterov=True,
+                               weight_decay=cfg.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def warmup_cosine(optimizer, total_steps, warmup_steps):
@@ -84,21 +84,21 @@ class TrainingSetup:
 
     def __init__(self, model, cfg, steps_per_epoch, device, mean, std, dtype, generator):
         self.model, self.cfg, self.device, self.mean, self.std, self.dtype = model, cfg, device, mean, std, dtype
-        self.generator, self.mixup_rng = generator, np.random.default_rng(cfg["seed"])
+        self.generator, self.mixup_rng = generator, np.random.default_rng(cfg.seed)
         self.optimizer = make_optimizer(cfg, model.parameters())
-        self.scheduler = warmup_cosine(self.optimizer, cfg["epochs"] * steps_per_epoch,
-                                       cfg["warmup_epochs"] * steps_per_epoch)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+        self.scheduler = warmup_cosine(self.optimizer, cfg.epochs * steps_per_epoch,
+                                       cfg.warmup_epochs * steps_per_epoch)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.ema = None
-        if cfg["ema"] > 0:
+        if cfg.ema > 0:
             self.ema = torch.optim.swa_utils.AveragedModel(
-                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
     def prepare(self, images):
         """A uint8 batch augmented (every random draw from the run's generator), normalised, on the device."""
         cfg = self.cfg
-        batch = augment(images.float() / 255, self.generator, cfg["colour_jitter"], cfg["max_shift"],
-                        cfg["max_scale"], cfg["max_rotation"])
+        batch = augment(images.float() / 255, self.generator, cfg.colour_jitter, cfg.max_shift,
+                        cfg.max_scale, cfg.max_rotation)
         return normalise(batch.mul_(255), self.mean, self.std).to(self.device, memory_format=CHANNELS_LAST)
 
 
@@ -111,13 +111,13 @@ def train_one_epoch(setup, batches, progress):
     fetched = time.perf_counter()
     for images, target in batches:
         batch, target = setup.prepare(images), target.to(setup.device)
-        if cfg["mixup"] > 0:
-            batch, partner, weight = mixup(batch, cfg["mixup"], setup.generator, setup.mixup_rng)
+        if cfg.mixup > 0:
+            batch, partner, weight = mixup(batch, cfg.mixup, setup.generator, setup.mixup_rng)
         data_seconds += time.perf_counter() - fetched
         with torch.autocast(setup.device.type, dtype=setup.dtype or torch.bfloat16, enabled=setup.dtype is not None):
             logits = model(batch)
             loss = setup.criterion(logits.float(), target)
-            if cfg["mixup"] > 0:
+            if cfg.mixup > 0:
                 loss = weight * loss + (1 - weight) * setup.criterion(logits.float(), target[partner])
         setup.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -143,22 +143,22 @@ def evaluate(model, images, labels, setup):
 
 def train_model(model, train_set, val_set, cfg, live, device, mean, std):
     """Train on a CropDataset, log each epoch to `live`, and return the chosen weights and summary metrics."""
-    generator = torch.Generator().manual_seed(cfg["seed"])
-    precision = resolve_precision(cfg["precision"], device, cfg["name"])
+    generator = torch.Generator().manual_seed(cfg.seed)
+    precision = resolve_precision(cfg.precision, device, cfg.name)
     model.to(device, memory_format=CHANNELS_LAST)
-    batches = training_batches(train_set, cfg["batch_size"], generator, cfg["seed"])
-    steps = cfg["epochs"] * len(batches)
-    if 0 < cfg["ema"] and steps < 3 / (1 - cfg["ema"]):
-        warnings.warn(f"{cfg['name']}: ema {cfg['ema']} averages over about {1 / (1 - cfg['ema']):.0f} steps, but "
+    batches = training_batches(train_set, cfg.batch_size, generator, cfg.seed)
+    steps = cfg.epochs * len(batches)
+    if 0 < cfg.ema and steps < 3 / (1 - cfg.ema):
+        warnings.warn(f"{cfg.name}: ema {cfg.ema} averages over about {1 / (1 - cfg.ema):.0f} steps, but "
                       f"this run has only {steps}, so the kept weights still hold barely "
                       f"trained ones; set a lower ema (the synthetic demo uses 0.9) or 0 for small data")
     setup = TrainingSetup(model, cfg, len(batches), device, mean, std, autocast_dtype(precision), generator)
     best = {"accuracy": -1.0, "loss": math.inf, "epoch": 0}
     chosen = None
     data_seconds = train_seconds = 0.0
-    progress = tqdm(total=cfg["epochs"] * len(train_set), desc=f"train {cfg['name']}", unit="img",
+    progress = tqdm(total=cfg.epochs * len(train_set), desc=f"train {cfg.name}", unit="img",
                     unit_scale=True, disable=None)
-    for epoch in range(1, cfg["epochs"] + 1):
+    for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         train_loss, train_accuracy, waited = train_one_epoch(setup, batches, progress)
         train_seconds += time.perf_counter() - started
@@ -174,7 +174,7 @@ def train_model(model, train_set, val_set, cfg, live, device, mean, std):
         progress.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
         if (val_accuracy, -val_loss) >= (best["accuracy"], -best["loss"]):
             best = {"accuracy": val_accuracy, "loss": val_loss, "epoch": epoch}
-        if cfg["select"] == "last" or best["epoch"] == epoch:
+        if cfg.select == "last" or best["epoch"] == epoch:
             chosen = {"epoch": epoch, "val_accuracy": val_accuracy, "state": copy.deepcopy(evaluated.state_dict())}
     progress.close()
     summary = {
@@ -183,8 +183,8 @@ def train_model(model, train_set, val_set, cfg, live, device, mean, std):
         "selected_epoch": chosen["epoch"],
         "selected_val_accuracy": chosen["val_accuracy"],
         "train_seconds": round(train_seconds, 2),
-        "images_per_second": round(cfg["epochs"] * len(train_set) / train_seconds, 1),
-        "seconds_per_epoch": round(train_seconds / cfg["epochs"], 2),
+        "images_per_second": round(cfg.epochs * len(train_set) / train_seconds, 1),
+        "seconds_per_epoch": round(train_seconds / cfg.epochs, 2),
         "data_wait_share": round(data_seconds / train_seconds, 4),
         "precision": precision,  # the one that ran, not a metric: train.py records it with the machine
     }

@@ -30,7 +30,7 @@ def read_source(settings, target_crop, target_classes):
     of the set `settings` names, cut as its layout is cut at the target's crop size."""
     found = external.read_set(KEY, settings, [target_crop], target_classes, key=KEY)
     crops = external.images_for(found, target_crop, settings)
-    classes = training_classes(found.labels, target_classes, settings["classes"])
+    classes = training_classes(found.labels, target_classes, settings.classes)
     position = {name: i for i, name in enumerate(classes)}
     keep = np.array([label in position for label in found.labels])
     labels = torch.tensor([position[label] for label in np.array(found.labels)[keep]], dtype=torch.int64)

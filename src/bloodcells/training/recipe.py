@@ -7,42 +7,51 @@ section overridden by `models.<name>`, then
   must fit the model that starts from them, so the architecture and its input side are the target's."""
 from pathlib import Path
 
-from bloodcells.config.params import Params
+from bloodcells.config.archs import ARCHS
+from bloodcells.config.schema import Recipe
 from bloodcells.core.errors import UserError
 
 PURPOSES = ("train", "finetune", "pretrain")
 WEIGHTS_DIR = Path("weights")
 
 
-def training_purpose(params, name):
+def check_family(name):
+    """A model name the pipeline knows (before its params.yaml section is looked for)."""
+    if name not in ARCHS:
+        raise UserError(f"unknown model {name!r}; the pipeline trains {', '.join(ARCHS)}")
+
+
+def training_purpose(config, name):
     """What train_<name> does with the model: fine-tunes learnt weights, or trains it from scratch."""
-    model = _model_section(params, name)
-    return "finetune" if model.get("weights") or model.get("pretrained", params["train"].get("pretrained")) else "train"
+    own = merged_settings(config, name)
+    return "finetune" if own["weights"] or own["pretrained"] else "train"
 
 
-def recipe(params, name, purpose):
-    """The settings of model `name` for `purpose` (one of PURPOSES), as a Params whose missing key names both
-    sections it could come from."""
+def recipe(config, name, purpose):
+    """The Recipe of model `name` for `purpose` (one of PURPOSES), from the validated config (schema.Config)."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose {purpose!r} is not one of {PURPOSES}")
-    values = {**params["train"], **_model_section(params, name), "name": name}
+    values = merged_settings(config, name)
     if purpose == "pretrain":
-        values |= {"pretrained": False, "weights": None, "epochs": params["pretrain"]["epochs"]}
-        if params["pretrain"].get("colour_jitter") is not None:  # colours as noise, for a target stained otherwise
-            values["colour_jitter"] = params["pretrain"]["colour_jitter"]
-        return Params(values, f"models.{name}.", fallback="train.")
+        values |= {"pretrained": False, "weights": None, "epochs": config.pretrain.epochs}
+        if config.pretrain.colour_jitter is not None:  # colours as noise, for a target stained otherwise
+            values["colour_jitter"] = config.pretrain.colour_jitter
+        return Recipe(**values)
     weights_dir = (WEIGHTS_DIR / name).resolve()
-    if values.get("weights") and weights_dir not in Path(values["weights"]).expanduser().resolve().parents:
+    if values["weights"] and weights_dir not in Path(values["weights"]).expanduser().resolve().parents:
         raise UserError(f"models.{name}.weights must be a file under {WEIGHTS_DIR / name}/ (a declared dependency "
                         f"of train_{name}); copy {values['weights']} there")
     if purpose == "finetune":
-        finetune = params["finetune"]
-        values |= {"lr": values["lr"] * finetune["lr_scale"], "frozen_share": finetune["frozen_share"]}
-        values |= {key: finetune[key] for key in ("epochs", "ema") if finetune[key] is not None}
-    return Params(values, f"models.{name}.", fallback="train.")
+        finetune = config.finetune
+        values |= {"lr": values["lr"] * finetune.lr_scale, "frozen_share": finetune.frozen_share}
+        values |= {key: getattr(finetune, key) for key in ("epochs", "ema") if getattr(finetune, key) is not None}
+    return Recipe(**values)
 
 
-def _model_section(params, name):
-    if name not in params.get("models", {}):
-        raise UserError(f"unknown model {name!r}; params.yaml models: has {', '.join(params.get('models', {}))}")
-    return params["models"][name]
+def merged_settings(config, name):
+    """The `train` section overridden by every key `models.<name>` gives (a null it gives too)."""
+    check_family(name)
+    if name not in config.models:
+        raise UserError(f"unknown model {name!r}; params.yaml models: has {', '.join(config.models)}")
+    own = config.models[name]
+    return {**config.train.model_dump(), **own.model_dump(exclude_unset=True), "name": name}
