@@ -33,7 +33,8 @@ LABEL_ISSUES_DIR = Path("label_issues")
 
 
 def prepare_images(frame, crop, skip_corrupt, out_dir, notes):
-    """Crop (or resize) every image once as `crop` (crop.json's settings) asks; returns the readable rows with their box, and the unreadable count.
+    """Crop (or resize) every image once as `crop` (crop.json's settings) asks; returns the readable rows with their
+    box, and the unreadable count.
     What was converted or fixed on the way is appended to `notes`."""
     boxes, unreadable = [], 0
     rows = frame[["image", "path", "annotation"]].itertuples(index=False)
@@ -46,9 +47,9 @@ def prepare_images(frame, crop, skip_corrupt, out_dir, notes):
                 raise UserError(f"{error}; replace the file or set clean.skip_corrupt: true to skip it") from None
             unreadable += 1
             continue
-        if crop.crop == "wbc":
+        if crop["crop"] == "wbc":
             box, how = cells.locate_wbc(np.asarray(image), RAW_DIR / annotation if annotation else None,
-                                        crop.fallback_box_size, notes, crop.locator)
+                                        crop["fallback_box_size"], notes, crop["locator"])
         else:  # the whole image, or its centre square: nothing to locate
             box, how = (0, 0, *image.size), "image"
         cells.cut_crop(image, box, crop).save(out_dir / "images" / f"{name}.png")
