@@ -21,6 +21,7 @@ from bloodcells.models.inference import save_checkpoint
 from bloodcells.config.archs import ARCHS
 from bloodcells.models.factory import alexnet_options, build_model
 from bloodcells.config.params import load_params
+from bloodcells.training import resume
 from bloodcells.training.loop import resolve_device, seed_everything, train_model
 from bloodcells.training.recipe import check_family, recipe
 
@@ -51,9 +52,11 @@ def main():
     model = build_model(name, cfg.arch, cfg.image_size, num_classes=len(classes), **alexnet_options(cfg))
     mean, std = data.channel_stats(train_set.images)
     out_dir = METRICS_DIR / name
+    fingerprint = resume.fingerprint(cfg, model, train_set, val_set, mean, std, device)
+    saved_run = resume.SavedRun(f"pretrain_{name}", fingerprint)  # the state of a run that stopped, kept till this one completes
     discard_on_failure(str(out_dir))
     with Live(dir=str(out_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        state, summary = train_model(model, train_set, val_set, cfg, live, device, mean, std)
+        state, summary = train_model(model, train_set, val_set, cfg, live, device, mean, std, saved_run)
         model.load_state_dict(state)
         made_on = machine.record(device, cfg.threads, summary.pop("precision"))
         for key, value in summary.items():
@@ -62,6 +65,7 @@ def main():
     write_json(out_dir / "data.json", described)
     save_checkpoint(WEIGHTS_DIR / name / "pretrain.pt", model.cpu(), cfg, classes, mean, std, crop, made_on,
                     pretrained_on=described)
+    saved_run.remove()
     print(f"{name}: pretrained on {len(train)} images of {', '.join(classes)} ({found.layout}) for {cfg.epochs} "
           f"epochs, validation accuracy {summary['selected_val_accuracy']:.3f} ({len(val)} images), "
           f"{summary['seconds_per_epoch']} s/epoch -> {WEIGHTS_DIR / name / 'pretrain.pt'}")

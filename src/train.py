@@ -19,6 +19,7 @@ from bloodcells.models.inference import fit_temperatures, save_checkpoint
 from bloodcells.config.archs import ARCHS
 from bloodcells.models.factory import alexnet_options, build_model, learns_its_own_normalisation
 from bloodcells.config.params import load_params
+from bloodcells.training import resume
 from bloodcells.training.loop import resolve_device, seed_everything, train_model
 from bloodcells.training.recipe import check_family, recipe, training_purpose
 
@@ -57,9 +58,11 @@ def main():
         mean, std = data.IMAGENET_MEAN, data.IMAGENET_STD
     else:
         mean, std = data.channel_stats(train_set.images)
+    fingerprint = resume.fingerprint(cfg, model, train_set, val_set, mean, std, device)
+    saved_run = resume.SavedRun(f"train_{name}", fingerprint)  # the state of a run that stopped, kept till this one completes
     discard_on_failure(f"metrics/train/{name}")  # DVCLive writes it epoch by epoch: all or nothing
     with Live(dir=f"metrics/train/{name}", dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        state, summary = train_model(model, train_set, val_set, cfg, live, device, mean, std)
+        state, summary = train_model(model, train_set, val_set, cfg, live, device, mean, std, saved_run)
         model.load_state_dict(state)
         temperature = fit_temperatures(model, val_set.images, val_set.labels, mean, std, device=device)
         summary |= {f"temperature_{mode}": value for mode, value in temperature.items()}
@@ -70,6 +73,7 @@ def main():
     write_json(Path(f"metrics/train/{name}/machine.json"), made_on)
     save_checkpoint(MODEL_DIR / f"{name}.pt", model.cpu(), cfg, classes, mean, std, crop, made_on,
                     temperature=temperature)
+    saved_run.remove()
     print(f"{name}: kept epoch {summary['selected_epoch']} (val accuracy {summary['selected_val_accuracy']:.3f}; "
           f"best {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}), "
           f"{summary['seconds_per_epoch']} s/epoch, {summary['images_per_second']} img/s in {made_on['precision']} "

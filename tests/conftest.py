@@ -132,7 +132,7 @@ def stage(project, script, *args, check=True):
 
 # A test that works in a copy of the project (a new git repository where DVC or a stage script runs) takes seconds
 # to minutes: it is `slow`, and `pytest -m "not slow"` leaves it out of the quick loop.
-SLOW_FIXTURES = {"project", "trained", "reproduced"}
+SLOW_FIXTURES = {"project", "trained", "reproduced", "trained_for_resume"}
 
 
 def pytest_collection_modifyitems(items):

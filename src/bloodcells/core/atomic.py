@@ -14,8 +14,9 @@ _written = []
 
 
 @contextlib.contextmanager
-def atomic_file(path):
-    """Yield a temporary path next to `path`; it replaces `path` only if the block succeeds."""
+def atomic_file(path, output=True):
+    """Yield a temporary path next to `path`; it replaces `path` only if the block succeeds. A file that is not an
+    `output` of the stage (a training run's saved state) is kept when the stage fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -23,7 +24,8 @@ def atomic_file(path):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-        _written.append(path)
+        if output:
+            _written.append(path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from bloodcells.data.dataset import augment, normalise, training_batches
 from bloodcells.core.errors import UserError
 from bloodcells.models.inference import CHANNELS_LAST, predict_probabilities
+from bloodcells.training import resume
 from bloodcells.training.machine import cpu_has_native_bf16
 
 def seed_everything(seed):
@@ -141,8 +142,9 @@ def evaluate(model, images, labels, setup):
     return loss, float((probabilities.argmax(dim=1) == labels).float().mean())
 
 
-def train_model(model, train_set, val_set, cfg, live, device, mean, std):
-    """Train on a CropDataset, log each epoch to `live`, and return the chosen weights and summary metrics."""
+def train_model(model, train_set, val_set, cfg, live, device, mean, std, saved_run=None):
+    """Train on a CropDataset, log each epoch to `live`, and return the chosen weights and summary metrics. With a
+    resume.SavedRun, the run continues from the state an interrupted run saved, and saves its own every epoch."""
     generator = torch.Generator().manual_seed(cfg.seed)
     precision = resolve_precision(cfg.precision, device, cfg.name)
     model.to(device, memory_format=CHANNELS_LAST)
@@ -153,39 +155,74 @@ def train_model(model, train_set, val_set, cfg, live, device, mean, std):
                       f"this run has only {steps}, so the kept weights still hold barely "
                       f"trained ones; set a lower ema (the synthetic demo uses 0.9) or 0 for small data")
     setup = TrainingSetup(model, cfg, len(batches), device, mean, std, autocast_dtype(precision), generator)
-    best = {"accuracy": -1.0, "loss": math.inf, "epoch": 0}
-    chosen = None
-    data_seconds = train_seconds = 0.0
-    progress = tqdm(total=cfg.epochs * len(train_set), desc=f"train {cfg.name}", unit="img",
-                    unit_scale=True, disable=None)
-    for epoch in range(1, cfg.epochs + 1):
+    generators = {"run": generator, "loader": batches.generator, "mixup": setup.mixup_rng}
+    run = {"epoch": 0, "best": {"accuracy": -1.0, "loss": math.inf, "epoch": 0}, "chosen": None,
+           "data_seconds": 0.0, "train_seconds": 0.0, "history": []}
+    saved = saved_run.load() if saved_run is not None else None
+    if saved is not None:
+        run = restore(setup, saved, generators)
+        for epoch, logged in enumerate(run["history"], start=1):  # the curves as the stopped run had drawn them
+            log_epoch(live, epoch, logged)
+    progress = tqdm(total=cfg.epochs * len(train_set), initial=run["epoch"] * len(train_set),
+                    desc=f"train {cfg.name}", unit="img", unit_scale=True, disable=None)
+    for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
         started = time.perf_counter()
         train_loss, train_accuracy, waited = train_one_epoch(setup, batches, progress)
-        train_seconds += time.perf_counter() - started
-        data_seconds += waited
+        run["train_seconds"] += time.perf_counter() - started
+        run["data_seconds"] += waited
         evaluated = setup.ema.module if setup.ema is not None else model
         val_loss, val_accuracy = evaluate(evaluated, val_set.images, val_set.labels, setup)
-        live.step = epoch  # the plots' x axis counts epochs from 1
-        live.log_metric("train/loss", train_loss)
-        live.log_metric("train/accuracy", train_accuracy)
-        live.log_metric("val/loss", val_loss)
-        live.log_metric("val/accuracy", val_accuracy)
-        live.make_summary()
+        logged = {"train/loss": train_loss, "train/accuracy": train_accuracy, "val/loss": val_loss,
+                  "val/accuracy": val_accuracy}
+        log_epoch(live, epoch, logged)
         progress.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
+        best = run["best"]
         if (val_accuracy, -val_loss) >= (best["accuracy"], -best["loss"]):
-            best = {"accuracy": val_accuracy, "loss": val_loss, "epoch": epoch}
-        if cfg.select == "last" or best["epoch"] == epoch:
-            chosen = {"epoch": epoch, "val_accuracy": val_accuracy, "state": copy.deepcopy(evaluated.state_dict())}
+            run["best"] = {"accuracy": val_accuracy, "loss": val_loss, "epoch": epoch}
+        if cfg.select == "last" or run["best"]["epoch"] == epoch:
+            run["chosen"] = {"epoch": epoch, "val_accuracy": val_accuracy,
+                             "state": copy.deepcopy(evaluated.state_dict())}
+        run["epoch"] = epoch
+        run["history"].append(logged)
+        if saved_run is not None:
+            saved_run.save(state_of(setup, run, generators))
     progress.close()
+    train_seconds, chosen = run["train_seconds"], run["chosen"]
     summary = {
-        "best_epoch": best["epoch"],
-        "best_val_accuracy": best["accuracy"],
+        "best_epoch": run["best"]["epoch"],
+        "best_val_accuracy": run["best"]["accuracy"],
         "selected_epoch": chosen["epoch"],
         "selected_val_accuracy": chosen["val_accuracy"],
         "train_seconds": round(train_seconds, 2),
         "images_per_second": round(cfg.epochs * len(train_set) / train_seconds, 1),
         "seconds_per_epoch": round(train_seconds / cfg.epochs, 2),
-        "data_wait_share": round(data_seconds / train_seconds, 4),
+        "data_wait_share": round(run["data_seconds"] / train_seconds, 4),
         "precision": precision,  # the one that ran, not a metric: train.py records it with the machine
     }
     return chosen["state"], summary
+
+
+def log_epoch(live, epoch, logged):
+    live.step = epoch  # the plots' x axis counts epochs from 1
+    for name, value in logged.items():
+        live.log_metric(name, value)
+    live.make_summary()
+
+
+def state_of(setup, run, generators):
+    """Everything the rest of the run depends on, after its last complete epoch."""
+    return {**run, "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
+            "scheduler": setup.scheduler.state_dict(),
+            "ema": setup.ema.state_dict() if setup.ema is not None else None,
+            "random": resume.random_states(generators)}
+
+
+def restore(setup, saved, generators):
+    """Put a saved state back into `setup` and the generators; returns the run's record (epoch, best, chosen, ...)."""
+    setup.model.load_state_dict(saved["model"])
+    setup.optimizer.load_state_dict(saved["optimizer"])
+    setup.scheduler.load_state_dict(saved["scheduler"])
+    if setup.ema is not None:
+        setup.ema.load_state_dict(saved["ema"])
+    resume.restore_random_states(saved["random"], generators)
+    return {key: saved[key] for key in ("epoch", "best", "chosen", "data_seconds", "train_seconds", "history")}
