@@ -3,6 +3,7 @@
 Queued experiments run in temporary copies of the repository and end as git refs (refs/exps/...), so a
 result file that DVC keeps in git (cache: false) is read from the experiment's commit, not the workspace.
 """
+import os
 import subprocess
 import tempfile
 import time
@@ -10,6 +11,7 @@ import time
 from tqdm import tqdm
 
 from bloodcells.core.errors import UserError
+from bloodcells.training import resume
 
 DONE = ("Success", "Failed")
 
@@ -30,10 +32,14 @@ def queue(args, name):
 
 
 def start_workers(jobs):
+    """Start `jobs` DVC queue workers. Each queued run works in a temporary copy of the repository, gone when it
+    fails, so their training states go to the workspace's resume folder: a run queued again resumes."""
+    states = os.environ.get(resume.ROOT_VARIABLE) or str(resume.DEFAULT_ROOT.resolve())
+    env = {**os.environ, resume.ROOT_VARIABLE: states}
     # the workers outlive this call and inherit its output streams: a pipe would block until they exit
     with tempfile.TemporaryFile("w+") as errors:
         started = subprocess.run(["dvc", "queue", "start", "--jobs", str(jobs)], stdout=subprocess.DEVNULL,
-                                 stderr=errors)
+                                 stderr=errors, env=env)
         if started.returncode != 0:
             errors.seek(0)
             raise UserError(f"dvc queue start failed: {errors.read().strip()}")
