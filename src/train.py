@@ -19,7 +19,7 @@ from bloodcells.models.inference import fit_temperatures, save_checkpoint
 from bloodcells.config.archs import ARCHS
 from bloodcells.models.factory import alexnet_options, build_model, learns_its_own_normalisation
 from bloodcells.config.params import load_params
-from bloodcells.training import resume
+from bloodcells.training import distributed, resume
 from bloodcells.training.loop import resolve_device, seed_everything, train_model
 from bloodcells.training.recipe import check_family, recipe, training_purpose
 
@@ -38,7 +38,10 @@ def main():
     if purpose == "finetune":
         print(f"{name}: fine-tuning the learnt weights for {cfg.epochs} epochs at lr {cfg.lr:g}, ema {cfg.ema:g} "
               "(the model's recipe with params.yaml's finetune)")
-    device = resolve_device(cfg.device)
+    if cfg.processes > 1 and distributed.world()[1] == 1:  # the stage launches torchrun, which runs this script again
+        raise SystemExit(distributed.relaunch(cfg.processes))
+    device = distributed.start(resolve_device(cfg.device))
+    rank, processes = distributed.world()
     torch.set_num_threads(cfg.threads)  # a sum split over more threads rounds differently: part of the recipe
     classes = class_list.read()
     seed_everything(cfg.seed)
@@ -60,14 +63,20 @@ def main():
         mean, std = data.channel_stats(train_set.images)
     fingerprint = resume.fingerprint(cfg, model, train_set, val_set, mean, std, device)
     saved_run = resume.SavedRun(f"train_{name}", fingerprint)  # the state of a run that stopped, kept till this one completes
+    if rank != 0:  # another process of a torchrun: it trains its share of each batch, process 0 writes
+        train_model(model, train_set, val_set, cfg, None, device, mean, std, saved_run)
+        return distributed.finish()
     discard_on_failure(f"metrics/train/{name}")  # DVCLive writes it epoch by epoch: all or nothing
     with Live(dir=f"metrics/train/{name}", dvcyaml=None, save_dvc_exp=False, report=None) as live:
         state, summary = train_model(model, train_set, val_set, cfg, live, device, mean, std, saved_run)
+        distributed.finish()
         model.load_state_dict(state)
         temperature = fit_temperatures(model, val_set.images, val_set.labels, mean, std, device=device)
         summary |= {f"temperature_{mode}": value for mode, value in temperature.items()}
         summary["parameters"] = sum(p.numel() for p in model.parameters())
         made_on = machine.record(device, cfg.threads, summary.pop("precision"))
+        if processes > 1:  # the global batch is the recipe's, split over the processes, at the recipe's lr
+            made_on["distributed"] = {"processes": processes, "global_batch": cfg.batch_size, "lr": cfg.lr}
         for key, value in summary.items():
             live.log_metric(key, value, plot=False)
     write_json(Path(f"metrics/train/{name}/machine.json"), made_on)

@@ -157,6 +157,7 @@ TRAIN_KEYS = {
     "seed": Count,
     "device": Literal["auto", "cpu", "cuda"],
     "threads": Annotated[int, Field(strict=True, ge=1, le=256)],
+    "processes": Annotated[int, Field(strict=True, ge=1, le=256)],
     "precision": Literal["auto", "fp32", "bf16"],
     "epochs": PositiveInt,
     "batch_size": PositiveInt,

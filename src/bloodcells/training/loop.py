@@ -13,7 +13,7 @@ from tqdm import tqdm
 from bloodcells.data.dataset import augment, normalise, training_batches
 from bloodcells.core.errors import UserError
 from bloodcells.models.inference import CHANNELS_LAST, predict_probabilities
-from bloodcells.training import resume
+from bloodcells.training import distributed, resume
 from bloodcells.training.machine import cpu_has_native_bf16
 
 def seed_everything(seed):
@@ -85,6 +85,7 @@ class TrainingSetup:
 
     def __init__(self, model, cfg, steps_per_epoch, device, mean, std, dtype, generator):
         self.model, self.cfg, self.device, self.mean, self.std, self.dtype = model, cfg, device, mean, std, dtype
+        self.network, self.processes = distributed.wrap(model, device), distributed.world()[1]  # the step's model
         self.generator, self.mixup_rng = generator, np.random.default_rng(cfg.seed)
         self.optimizer = make_optimizer(cfg, model.parameters())
         self.scheduler = warmup_cosine(self.optimizer, cfg.epochs * steps_per_epoch,
@@ -106,20 +107,29 @@ class TrainingSetup:
 def train_one_epoch(setup, batches, progress):
     """One pass over `batches` (uint8 images, labels); returns (mean loss, accuracy, seconds spent preparing data)."""
     model, cfg = setup.model, setup.cfg
-    model.train()
+    setup.network.train()
     seen = correct = 0
     loss_sum = data_seconds = 0.0
     fetched = time.perf_counter()
     for images, target in batches:
+        if len(target) < setup.processes:  # a last batch smaller than the process count would leave a share empty
+            continue
+        count = len(target)
         batch, target = setup.prepare(images), target.to(setup.device)
         if cfg.mixup > 0:
             batch, partner, weight = mixup(batch, cfg.mixup, setup.generator, setup.mixup_rng)
+            partner_target = target[partner]
+        if setup.processes > 1:  # every process drew the whole batch as one would; each trains on its share
+            part = distributed.share(count)
+            batch, target = batch[part], target[part]
+            if cfg.mixup > 0:
+                partner_target = partner_target[part]
         data_seconds += time.perf_counter() - fetched
         with torch.autocast(setup.device.type, dtype=setup.dtype or torch.bfloat16, enabled=setup.dtype is not None):
-            logits = model(batch)
+            logits = setup.network(batch)
             loss = setup.criterion(logits.float(), target)
             if cfg.mixup > 0:
-                loss = weight * loss + (1 - weight) * setup.criterion(logits.float(), target[partner])
+                loss = weight * loss + (1 - weight) * setup.criterion(logits.float(), partner_target)
         setup.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         setup.optimizer.step()
@@ -129,8 +139,9 @@ def train_one_epoch(setup, batches, progress):
         seen += len(target)
         correct += int((logits.argmax(dim=1) == target).sum())
         loss_sum += float(loss.detach()) * len(target)
-        progress.update(len(target))
+        progress.update(count)
         fetched = time.perf_counter()
+    loss_sum, correct, seen = distributed.total((loss_sum, correct, seen), setup.device)
     return loss_sum / seen, correct / seen, data_seconds
 
 
@@ -144,7 +155,10 @@ def evaluate(model, images, labels, setup):
 
 def train_model(model, train_set, val_set, cfg, live, device, mean, std, saved_run=None):
     """Train on a CropDataset, log each epoch to `live`, and return the chosen weights and summary metrics. With a
-    resume.SavedRun, the run continues from the state an interrupted run saved, and saves its own every epoch."""
+    resume.SavedRun, the run continues from the state an interrupted run saved, and saves its own every epoch. Under
+    torchrun every process trains its share; process 0 alone validates, logs and saves, and the others return
+    (None, None)."""
+    rank = distributed.world()[0]
     generator = torch.Generator().manual_seed(cfg.seed)
     precision = resolve_precision(cfg.precision, device, cfg.name)
     model.to(device, memory_format=CHANNELS_LAST)
@@ -161,15 +175,17 @@ def train_model(model, train_set, val_set, cfg, live, device, mean, std, saved_r
     saved = saved_run.load() if saved_run is not None else None
     if saved is not None:
         run = restore(setup, saved, generators)
-        for epoch, logged in enumerate(run["history"], start=1):  # the curves as the stopped run had drawn them
-            log_epoch(live, epoch, logged)
+        for epoch, logged in enumerate(run["history"] if live is not None else [], start=1):
+            log_epoch(live, epoch, logged)  # the curves as the stopped run had drawn them
     progress = tqdm(total=cfg.epochs * len(train_set), initial=run["epoch"] * len(train_set),
-                    desc=f"train {cfg.name}", unit="img", unit_scale=True, disable=None)
+                    desc=f"train {cfg.name}", unit="img", unit_scale=True, disable=None if rank == 0 else True)
     for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
         started = time.perf_counter()
         train_loss, train_accuracy, waited = train_one_epoch(setup, batches, progress)
         run["train_seconds"] += time.perf_counter() - started
         run["data_seconds"] += waited
+        if rank != 0:
+            continue
         evaluated = setup.ema.module if setup.ema is not None else model
         val_loss, val_accuracy = evaluate(evaluated, val_set.images, val_set.labels, setup)
         logged = {"train/loss": train_loss, "train/accuracy": train_accuracy, "val/loss": val_loss,
@@ -187,6 +203,8 @@ def train_model(model, train_set, val_set, cfg, live, device, mean, std, saved_r
         if saved_run is not None:
             saved_run.save(state_of(setup, run, generators))
     progress.close()
+    if rank != 0:
+        return None, None
     train_seconds, chosen = run["train_seconds"], run["chosen"]
     summary = {
         "best_epoch": run["best"]["epoch"],

@@ -8,6 +8,7 @@ BLOODCELLS_RESUME_DIR moves the root: the sweep points its queued runs, each in 
 at the workspace's folder. A state is resumed only under the fingerprint it was saved with (the recipe, the data,
 the starting weights, the code, the CPU kind and threads); otherwise the run says which differs and starts again.
 """
+import builtins
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ import torch
 
 import bloodcells
 from bloodcells.core.atomic import atomic_file
-from bloodcells.training import machine
+from bloodcells.training import distributed, machine
 
 ROOT_VARIABLE = "BLOODCELLS_RESUME_DIR"
 DEFAULT_ROOT = Path(".dvc/tmp/resume")
@@ -66,7 +67,8 @@ def fingerprint(cfg, model, train_set, val_set, mean, std, device, script=None):
                               torch.tensor(mean), torch.tensor(std)),
         "start": tensor_digest(*model.state_dict().values()),
         "code": code_digest(script or sys.argv[0]),
-        "machine": {key: made_on[key] for key in MACHINE_KEYS if key in made_on},
+        "machine": {**{key: made_on[key] for key in MACHINE_KEYS if key in made_on},
+                    "processes": distributed.world()[1]},
     }
 
 
@@ -120,7 +122,9 @@ class SavedRun:
         self.path = slot(stage) / STATE_FILE
 
     def load(self):
-        """The state saved by an earlier run of this one, or None (saying in one line why one was not used)."""
+        """The state saved by an earlier run of this one, or None (saying in one line why one was not used; process
+        0 of several says it)."""
+        print = builtins.print if distributed.world()[0] == 0 else (lambda *args, **kwargs: None)
         if not self.path.is_file():
             return None
         try:
