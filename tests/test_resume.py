@@ -31,12 +31,12 @@ if os.environ.get("KILL_AT_EPOCH"):
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
-    def half_written(state, handle, *args, **kwargs):
+    def half_written(state, file, *args, **kwargs):
         if isinstance(state, dict) and state.get("epoch") == epoch:
-            handle.write(b"PK\\x03\\x04 the first bytes of a state")
-            handle.flush()
+            with open(file, "wb") as handle:
+                handle.write(b"PK\\x03\\x04 the first bytes of a state")
             die()
-        return torch_save(state, handle, *args, **kwargs)
+        return torch_save(state, file, *args, **kwargs)
 
     def killed_after(self, state):
         save(self, state)
@@ -193,3 +193,43 @@ def test_a_state_that_cannot_be_read_is_said_and_not_used(tmp_path, monkeypatch,
     assert saved.load()["epoch"] == 4 and "resuming after epoch 4" in capsys.readouterr().out
     saved.remove()
     assert not (tmp_path / "workspace").exists()
+
+
+class Stopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("select", ["last", "best"])
+def test_train_model_stopped_after_an_epoch_resumes_to_the_same_weights(tmp_path, monkeypatch, select):
+    from dvclive import Live
+    from bloodcells.models.factory import build_model
+    from bloodcells.training.loop import seed_everything, train_model
+    from test_training import config, tiny_data
+    monkeypatch.setenv(resume.ROOT_VARIABLE, str(tmp_path / "states"))
+    cfg = config(epochs=3, batch_size=8, ema=0.5, mixup=0.2, select=select)
+
+    def fit(tag, saved_run=None):
+        seed_everything(0)
+        model = build_model("resnet", "resnet18", image_size=48, num_classes=4)
+        with Live(dir=str(tmp_path / tag), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+            return train_model(model, tiny_data(16), tiny_data(8, seed=1), cfg, live, torch.device("cpu"),
+                               [0.5] * 3, [0.25] * 3, saved_run)
+
+    expected, summary = fit("whole")
+    saved = resume.SavedRun("train_resnet", {"recipe": cfg.model_dump(mode="json")})
+    save = resume.SavedRun.save
+
+    def save_then_stop(self, state):
+        save(self, state)
+        if state["epoch"] == 1:
+            raise Stopped
+
+    monkeypatch.setattr(resume.SavedRun, "save", save_then_stop)
+    with pytest.raises(Stopped):
+        fit("stopped", saved)
+    monkeypatch.setattr(resume.SavedRun, "save", save)
+    state, again = fit("resumed", saved)
+    assert all(torch.equal(state[key], expected[key]) for key in expected)
+    assert (again["selected_epoch"], again["best_epoch"]) == (summary["selected_epoch"], summary["best_epoch"])
+    assert (tmp_path / "resumed/plots/metrics/val/accuracy.tsv").read_text() == \
+        (tmp_path / "whole/plots/metrics/val/accuracy.tsv").read_text()

@@ -228,7 +228,10 @@ def log_epoch(live, epoch, logged):
 
 
 def state_of(setup, run, generators):
-    """Everything the rest of the run depends on, after its last complete epoch."""
+    """Everything the rest of the run depends on, after its last complete epoch. With select: last the kept weights
+    are this epoch's average, saved once."""
+    if setup.cfg.select == "last":
+        run = {**run, "chosen": {**run["chosen"], "state": None}}
     return {**run, "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
             "scheduler": setup.scheduler.state_dict(),
             "ema": setup.ema.state_dict() if setup.ema is not None else None,
@@ -243,4 +246,8 @@ def restore(setup, saved, generators):
     if setup.ema is not None:
         setup.ema.load_state_dict(saved["ema"])
     resume.restore_random_states(saved["random"], generators)
-    return {key: saved[key] for key in ("epoch", "best", "chosen", "data_seconds", "train_seconds", "history")}
+    run = {key: saved[key] for key in ("epoch", "best", "chosen", "data_seconds", "train_seconds", "history")}
+    if run["chosen"]["state"] is None:
+        evaluated = setup.ema.module if setup.ema is not None else setup.model
+        run["chosen"]["state"] = copy.deepcopy(evaluated.state_dict())
+    return run

@@ -145,11 +145,8 @@ class SavedRun:
 
     def save(self, state):
         """Replace the saved state with `state` (a dict of tensors and plain values), all or nothing."""
-        with atomic_file(self.path, output=False) as tmp:
-            with open(tmp, "wb") as handle:
-                torch.save({**state, "fingerprint": json.dumps(self.fingerprint, sort_keys=True)}, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
+        with atomic_file(self.path, output=False) as tmp:  # no fsync: a state lost to a power cut is not read
+            torch.save({**state, "fingerprint": json.dumps(self.fingerprint, sort_keys=True)}, tmp)
 
     def remove(self):
         """The run completed: its state is of no more use."""
