@@ -2,6 +2,8 @@
 
 Usage: python src/sweep.py run [--folds 5] [--only-folds 0 1] [--repeats 1 | --seeds 0 1 ...] [--train-seeds 0 1]
                                [-S key=value ...] [--jobs N] [--record NAME] [--collect-only [--queued-on COMMIT]]
+                               [--on slurm [--git-remote origin] [--partition P] [--time T] [--gpus G]]
+       python src/sweep.py task --index I [the run's --folds/--seeds/... -S ...]   one run, then dvc exp push
        python src/sweep.py report RECORD                  recompute a record from its kept predictions
        python src/sweep.py merge RECORD RECORD ... --record NAME    pool records of one configuration, other folds
        python src/sweep.py against RECORD BASELINE        McNemar per model, on the same images
@@ -13,7 +15,9 @@ of a stratified K-fold partition (K >= 2, default 5), so every cleaned image is 
 reshuffles the folds with data seeds 0 .. R-1 (or give them with --seeds); with --train-seeds each fold is trained
 once per training seed; --folds 0 runs the old random split (clean.test_size) once per seed, named split-S. The runs
 go through DVC's own queue: --jobs N starts N workers, each in a temporary copy of the repository, so the workspace is
-left as it was; a run's results are read from its experiment commit.
+left as it was; a run's results are read from its experiment commit. With --on slurm each run is a Slurm array task
+that clones the commit from the git remote, runs `sweep.py task` and pushes its experiment to the git and DVC remotes;
+the sweep pulls them back (bloodcells.experiments.slurm; a CI matrix calls `task` the same way).
 
 Each configuration has its own record in records/ (bloodcells.experiments.records): --record names it; by default it
 is `defaults` for params.yaml as it is, else named after the -S settings and seeds (-S clean.locator=stain:
@@ -25,6 +29,7 @@ import argparse
 import io
 import json
 import re
+import subprocess
 import time
 
 import pandas as pd
@@ -33,7 +38,7 @@ from bloodcells.config.params import load_params, read_params
 from bloodcells.core.atomic import atomic_file, write_json, write_text
 from bloodcells.core.errors import UserError, stage_main
 from bloodcells.data import sources
-from bloodcells.experiments import comparison, merging, plan, queue, records
+from bloodcells.experiments import comparison, merging, plan, queue, records, slurm
 from bloodcells.experiments.report import markdown, readme_tables, report
 from bloodcells.training.machine import trained_on_lines
 
@@ -89,16 +94,28 @@ def check_record_name(name, option="--record"):
 
 
 def run(args):
-    """Queue every run of the configuration on DVC's queue (or collect finished ones), then write its record."""
+    """Queue every run of the configuration on DVC's queue or Slurm (or collect finished ones), then write its
+    record."""
     config = load_params(("models", "fetch"))
     models = list(config.models)
-    source = read_params()["data"]["source"]  # unchecked: a dataset's recipe may leave it to -S data.source
-    settings = plan.run_settings(args.jobs, args.set_param, source)
+    params = read_params()  # unchecked: a dataset's recipe may leave data.source to -S data.source
+    source = params["data"]["source"]
+    url = slurm.check_ready(args.git_remote)[0] if args.on == "slurm" and not args.collect_only else None
+    settings = plan.run_settings(1 if args.on == "slurm" else args.jobs, args.set_param, source)
     runs = {plan.experiment_name(args.folds, *run): run
             for run in plan.planned_runs(args.folds, args.seeds, args.train_seeds, args.only_folds)}
     started = time.perf_counter()
     baseline = queue.commit_of(args.queued_on or "HEAD")  # runs belong to the commit they were queued on
-    if not args.collect_only:
+    failed = []
+    if args.on == "slurm":
+        url = url or slurm.git("remote", "get-url", args.git_remote).stdout.strip()
+        if not args.collect_only:
+            threads = plan.parse_settings(settings).get("train.threads", params["train"]["threads"])
+            succeeded, failed = slurm.run_sweep(args.record, list(runs), task_arguments(args, settings), url,
+                                                baseline, slurm_options(args, threads))
+            runs = {name: runs[name] for name in succeeded}
+        slurm.pull(url, list(runs))
+    elif not args.collect_only:
         for name, planned in runs.items():
             queue.queue(plan.experiment_args(args.folds, *planned, settings), name)
         print(f"queued {len(runs)} experiments; starting {args.jobs} DVC queue worker(s) "
@@ -119,10 +136,51 @@ def run(args):
     configuration = records.configuration(args.folds, args.seeds, args.train_seeds,
                                           plan.recorded_settings(plan.parse_settings(settings)), data,
                                           args.only_folds)
+    minutes = round((time.perf_counter() - started) / 60)
     made = (records.made(len(runs), "collected") if args.collect_only else
-            records.made(len(runs), "queued", workers=args.jobs,
-                         minutes=round((time.perf_counter() - started) / 60)))
+            records.made(len(runs), "slurm", minutes=minutes, failed=failed) if args.on == "slurm" else
+            records.made(len(runs), "queued", workers=args.jobs, minutes=minutes))
     write_record(args.record, predictions, configuration, made, trained_on(runs, baseline), str(kept))
+    if failed:
+        raise UserError(f"{len(failed)} run(s) failed twice on Slurm ({', '.join(failed)}; their logs in "
+                        f"{slurm.JOBS_DIR / args.record}); the record holds the other {len(runs)} and names them")
+
+
+def task_arguments(args, settings):
+    """The arguments of `sweep.py task` that plan the same runs with the same settings (the sweep's -S settings as
+    run_settings made them: absolute paths)."""
+    arguments = ["--folds", str(args.folds), "--seeds", *map(str, args.seeds)]
+    if args.train_seeds:
+        arguments += ["--train-seeds", *map(str, args.train_seeds)]
+    if args.only_folds:
+        arguments += ["--only-folds", *map(str, args.only_folds)]
+    return arguments + [part for setting in settings for part in ("-S", setting)]
+
+
+def slurm_options(args, threads):
+    options = [f"--cpus-per-task={threads}"]
+    options += [f"--partition={args.partition}"] if args.partition else []
+    options += [f"--time={args.time}"] if args.time else []
+    return options + ([f"--gpus={args.gpus}"] if args.gpus else [])
+
+
+def task(args):
+    """One run of a sweep, in a clone at the sweep's commit (a Slurm task, a CI matrix job): `dvc exp run` it, then
+    `dvc exp push` it to the git remote (its outputs to the default DVC remote)."""
+    planned = plan.planned_runs(args.folds, args.seeds, args.train_seeds, args.only_folds)
+    if not 0 <= args.index < len(planned):
+        raise UserError(f"--index must be from 0 to {len(planned) - 1} (this sweep has {len(planned)} runs), got "
+                        f"{args.index}")
+    name = plan.experiment_name(args.folds, *planned[args.index])
+    print(f"run {args.index + 1} of {len(planned)}: {name}", flush=True)
+    ran = subprocess.run(["dvc", "exp", "run", "--name", name,
+                          *plan.experiment_args(args.folds, *planned[args.index], args.set_param)])
+    if ran.returncode != 0:
+        raise UserError(f"{name}: dvc exp run failed (exit {ran.returncode}; its output above)")
+    pushed = subprocess.run(["dvc", "exp", "push", "--force", args.git_remote, name], capture_output=True, text=True)
+    if pushed.returncode != 0:
+        raise UserError(f"{name}: dvc exp push {args.git_remote} refused it: {pushed.stderr.strip()}")
+    print(f"{name}: pushed to {args.git_remote}")
 
 
 def recompute(args):
@@ -170,7 +228,7 @@ def readme(args):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="run | report | merge | against | readme")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="run | task | report | merge | against | readme")
     runs = commands.add_parser("run", help="cross-validate as DVC experiments and write the record")
     runs.add_argument("--folds", type=int, default=5, help="K of K-fold cross-validation (0: random splits)")
     runs.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="K",
@@ -191,6 +249,22 @@ def parse_args(argv=None):
     runs.add_argument("--queued-on", metavar="COMMIT",
                       help="with --collect-only: the commit the runs were queued on, if a commit was made since "
                            "(default: the current one)")
+    runs.add_argument("--on", choices=("local", "slurm"), default="local",
+                      help="local: DVC's queue on this machine; slurm: one Slurm array task per run, shared through "
+                           "the git and DVC remotes (docs/pipeline.md, Scaling out)")
+    runs.add_argument("--git-remote", default="origin", help="with --on slurm: the git remote the tasks clone from "
+                                                               "and push their experiments to (default: origin)")
+    runs.add_argument("--partition", help="with --on slurm: the Slurm partition")
+    runs.add_argument("--time", help="with --on slurm: each task's time limit, as sbatch --time takes it")
+    runs.add_argument("--gpus", help="with --on slurm: GPUs per task, as sbatch --gpus takes it")
+    one = commands.add_parser("task", help="one run of a sweep, then dvc exp push (a Slurm task, a CI matrix job)")
+    one.add_argument("--index", type=int, required=True, help="which run of the sweep's plan, from 0")
+    one.add_argument("--git-remote", default="origin", help="where to push the experiment (a remote name or URL)")
+    one.add_argument("--folds", type=int, default=5)
+    one.add_argument("--only-folds", type=int, nargs="+", default=None)
+    one.add_argument("--seeds", type=int, nargs="+", default=[0])
+    one.add_argument("--train-seeds", type=int, nargs="+", default=None)
+    one.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE")
     again = commands.add_parser("report", help="recompute a record from its kept predictions")
     again.add_argument("record")
     merged = commands.add_parser("merge", help="pool records of one configuration made on different folds")
@@ -214,6 +288,8 @@ def parse_args(argv=None):
 
 
 def check_run_arguments(args):
+    if args.on != "slurm" and any(getattr(args, option) for option in ("partition", "time", "gpus")):
+        raise UserError("--partition, --time and --gpus are Slurm's: give them with --on slurm")
     if args.queued_on and not args.collect_only:
         raise UserError("--queued-on goes with --collect-only: a sweep queues its runs on the current commit")
     if args.jobs < 1:
@@ -238,7 +314,7 @@ def check_run_arguments(args):
                                                   args.only_folds)
 
 
-COMMANDS = {"run": run, "report": recompute, "merge": merge, "against": against, "readme": readme}
+COMMANDS = {"run": run, "task": task, "report": recompute, "merge": merge, "against": against, "readme": readme}
 
 
 @stage_main

@@ -30,9 +30,11 @@ def configuration(folds, data_seeds, train_seeds, settings, data, only_folds=Non
             "data": data, "settings": dict(settings)}
 
 
-def made(runs, how, workers=None, minutes=None, merged_from=None):
-    """How a record's runs were made: queued on DVC's queue (workers, minutes), collected, or merged from records."""
-    return {"runs": runs, "how": how, "workers": workers, "minutes": minutes, "merged_from": merged_from}
+def made(runs, how, workers=None, minutes=None, merged_from=None, failed=None):
+    """How a record's runs were made: queued on DVC's queue (workers, minutes), on Slurm (minutes, the runs that failed
+    twice), collected, or merged from records."""
+    made = {"runs": runs, "how": how, "workers": workers, "minutes": minutes, "merged_from": merged_from}
+    return made | ({"failed": failed or []} if how == "slurm" else {})
 
 
 def tested_folds(only_folds):
@@ -56,6 +58,9 @@ def describe_made(made):
         return f"{made['runs']} runs, merged from records {', '.join(made['merged_from'])}."
     if made["how"] == "collected":
         return f"{made['runs']} runs, collected."
+    if made["how"] == "slurm":
+        failed = f"; failed twice, left out: {', '.join(made['failed'])}" if made.get("failed") else ""
+        return f"{made['runs']} runs on Slurm, {made['minutes']} min{failed}."
     return f"{made['runs']} runs, {made['workers']} worker(s), {made['minutes']} min."
 
 
