@@ -121,6 +121,21 @@ def reproduced(reproduced_template, tmp_path):
     return copy_project(reproduced_template[0], tmp_path / "project")
 
 
+@pytest.fixture(scope="session")
+def swept_template(tmp_path_factory):
+    """The tiny project after one local 2-fold sweep with two workers (`sweep.py run --folds 2 --jobs 2`), made once a
+    session: (its folder, params.yaml before the sweep, the sweep's output). Tests take copies (`swept`)."""
+    project = make_project(tmp_path_factory.mktemp("swept"))
+    before = (project / "params.yaml").read_text()
+    return project, before, run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--jobs", "2"], project).stdout
+
+
+@pytest.fixture
+def swept(swept_template, tmp_path):
+    """A copy of the tiny project as the local 2-fold sweep left it (records/cv2*, the experiments, DVC's cache)."""
+    return copy_project(swept_template[0], tmp_path / "project")
+
+
 def copy_project(source, dest):
     shutil.copytree(source, dest, symlinks=True)
     return dest
@@ -132,7 +147,7 @@ def stage(project, script, *args, check=True):
 
 # A test that works in a copy of the project (a new git repository where DVC or a stage script runs) takes seconds
 # to minutes: it is `slow`, and `pytest -m "not slow"` leaves it out of the quick loop.
-SLOW_FIXTURES = {"project", "trained", "reproduced", "trained_for_resume"}
+SLOW_FIXTURES = {"project", "trained", "reproduced", "trained_for_resume", "swept"}
 
 
 def pytest_collection_modifyitems(items):

@@ -115,10 +115,9 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
     assert [p.name for p in folder.iterdir()] == ["old.csv"]
 
 
-def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions(project):
+def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions(swept_template, swept):
+    project, (_, before, output) = swept, swept_template
     params = project / "params.yaml"
-    before = params.read_text()
-    result = run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--jobs", "2"], project)
     predictions = pd.read_csv(project / "records/cv2_predictions.csv")
     for name in MODELS:
         rows = predictions[predictions["model"] == name]
@@ -134,12 +133,12 @@ def test_cross_validation_sweep_tests_every_image_once_and_pools_the_predictions
         assert low <= row["accuracy"]["value"] <= high
         folds = [(g["actual"] == g["predicted"]).mean() for _, g in rows.groupby("fold")]
         assert row["per_fold_accuracy"]["mean"] == pytest.approx(sum(folds) / 2)
-    assert len(sweep["pairs"]) == 3 and "McNemar" in result.stdout
+    assert len(sweep["pairs"]) == 3 and "McNemar" in output
     assert sweep["description"].startswith("2-fold cross-validation, data seeds 0") and "data: synthetic" in sweep["description"]
     assert any(line.startswith("Trained on ") and "precision: resnet " in line for line in sweep["trained_on"])
     assert "| resnet (40 predictions of 40 images)" in (project / "records/cv2.md").read_text()
     assert params.read_text() == before  # queued runs leave the workspace alone
-    assert "train.threads=" in result.stdout  # two workers share the cores
+    assert "train.threads=" in output  # two workers share the cores
     names = run(["dvc", "exp", "ls", "--name-only"], project).stdout.split()
     assert {"cv2-s0-f0", "cv2-s0-f1"} <= set(names)
     (project / "records/cv2.md").unlink()

@@ -46,16 +46,15 @@ def tables(project, record):
     return [line for line in (project / f"records/{record}.md").read_text().splitlines() if line.startswith("|")]
 
 
-def test_a_slurm_sweep_equals_a_local_one_and_a_cancelled_task_is_run_again(project, cluster, tmp_path):
-    shared(project, tmp_path)
-    started = time.perf_counter()
-    run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--record", "local"], project)
-    local_minutes = (time.perf_counter() - started) / 60
+def test_a_slurm_sweep_equals_a_local_one_and_a_cancelled_task_is_run_again(swept, cluster, tmp_path):
+    """The local sweep (conftest's swept: two workers, train.threads=1 each) against the same runs on Slurm, two tasks
+    of one core at a time."""
+    project = shared(swept, tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY, **cluster}
     started = time.perf_counter()
     sweep = subprocess.Popen([sys.executable, "src/sweep.py", "run", "--folds", "2", "--on", "slurm", "--record",
-                              "slurm"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+                              "slurm", "-S", "train.threads=1"], cwd=project, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
     cancelled = None
     while cancelled is None and sweep.poll() is None:  # cancel the first task that runs, once
         queue = subprocess.run(["squeue", "-h", "-r", "-n", "bloodcells-slurm", "-o", "%i %T"], env=env,
@@ -67,23 +66,22 @@ def test_a_slurm_sweep_equals_a_local_one_and_a_cancelled_task_is_run_again(proj
             subprocess.run(["scancel", cancelled], env=env, check=True)
         time.sleep(1)
     output = sweep.communicate(timeout=1800)[0]
-    slurm_minutes = (time.perf_counter() - started) / 60
-    print(f"2-fold tiny sweep: local --jobs 1 {local_minutes:.1f} min, Slurm {slurm_minutes:.1f} min (one task "
-          "cancelled and run again)")
+    print(f"2-fold tiny sweep on Slurm: {(time.perf_counter() - started) / 60:.1f} min, one task cancelled and run "
+          "again")
     assert sweep.returncode == 0, output[-3000:]
     assert cancelled is not None and "ended without a result (try 1)" in output and "submitted again" in output
-    local, on_slurm = (json.loads((project / f"records/{name}.json").read_text()) for name in ("local", "slurm"))
+    local, on_slurm = (json.loads((project / f"records/{name}.json").read_text()) for name in ("cv2", "slurm"))
     assert on_slurm["made"]["how"] == "slurm" and on_slurm["made"]["failed"] == [] and on_slurm["made"]["runs"] == 2
     for key in set(local) - {"record", "description", "made", "source"}:
         assert on_slurm[key] == local[key], key
-    assert pd.read_csv(project / "records/slurm_predictions.csv").equals(
-        pd.read_csv(project / "records/local_predictions.csv"))
-    assert tables(project, "slurm") == tables(project, "local")
-    (project / "records/slurm_predictions.csv").unlink()  # from any clone that reaches both remotes
-    run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--on", "slurm", "--record", "slurm",
-         "--collect-only"], project, env=cluster)
-    assert pd.read_csv(project / "records/slurm_predictions.csv").equals(
-        pd.read_csv(project / "records/local_predictions.csv"))
+    predictions = pd.read_csv(project / "records/cv2_predictions.csv")
+    assert pd.read_csv(project / "records/slurm_predictions.csv").equals(predictions)
+    assert tables(project, "slurm") == tables(project, "cv2")
+    elsewhere = tmp_path / "elsewhere"  # any clone that reaches both remotes collects the same record
+    run(["git", "clone", "-q", "-b", "main", str(tmp_path / "origin.git"), str(elsewhere)], tmp_path)
+    run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--on", "slurm", "--record", "slurm", "-S",
+         "train.threads=1", "--collect-only"], elsewhere, env=cluster)
+    assert pd.read_csv(elsewhere / "records/slurm_predictions.csv").equals(predictions)
 
 
 @pytest.mark.parametrize("breakage,message", [
