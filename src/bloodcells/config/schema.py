@@ -181,8 +181,20 @@ ALEXNET_KEYS = {"stem_stride": Annotated[Literal[4, 2], BeforeValidator(not_a_bo
                 "feature_pool": Annotated[Literal[6, 1], BeforeValidator(not_a_bool)], "batch_norm": Bool}
 
 Train = create_model("Train", __base__=Section, **{key: (kind, ...) for key, kind in TRAIN_KEYS.items()})
+def one_of(choices):
+    """A string among `choices`, kept as the object given: a Literal would return its own constant, the very object
+    Checkpoint.model holds for AlexNet ("alexnet"), and the checkpoint's pickle would then store the two once, which
+    changes the file's bytes."""
+    def check(value):
+        if value not in choices:
+            raise ValueError("must be " + " or ".join([", ".join(map(repr, choices[:-1])), repr(choices[-1])]
+                                                       if len(choices) > 1 else [repr(choices[0])]))
+        return value
+    return Annotated[Text, AfterValidator(check)]
+
+
 MODELS = {  # a model's section: its arch, and any train key to override
-    name: create_model(f"Model_{name}", __base__=Section, arch=(Literal[archs], ...),
+    name: create_model(f"Model_{name}", __base__=Section, arch=(one_of(archs), ...),
                        **{key: (kind, None) for key, kind in TRAIN_KEYS.items()},  # null only where train allows it
                        **({key: (kind, None) for key, kind in ALEXNET_KEYS.items()}
                           if name == "alexnet" else {}))
@@ -253,7 +265,7 @@ SECTIONS = {"data": Data, "fetch": Fetch, "clean": Clean, "explore": Explore, "t
             "finetune": Finetune, "evaluate": Evaluate, "external": External, "pretrain": Pretrain, **{f"models.{name}": model for name, model in MODELS.items()}}
 
 Recipe = create_model(  # one model's settings for one purpose: training/recipe.py makes it from the sections
-    "Recipe", __base__=Section, name=(Literal[tuple(ARCHS)], ...), arch=(Text, ...),
+    "Recipe", __base__=Section, name=(Text, ...), arch=(Text, ...),
     **{key: (kind, ...) for key, kind in TRAIN_KEYS.items()},
     **{key: (Optional[kind], None) for key, kind in ALEXNET_KEYS.items()},
     frozen_share=(at_least(0, below=1), 0))
