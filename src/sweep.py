@@ -114,6 +114,9 @@ def run(args):
             succeeded, failed = slurm.run_sweep(args.record, list(runs), task_arguments(args, settings), url,
                                                 baseline, slurm_options(args, threads))
             runs = {name: runs[name] for name in succeeded}
+            if not runs:
+                raise UserError(f"every run failed twice on Slurm ({', '.join(failed)}); the end of each log is above "
+                                f"and all of it in {slurm.JOBS_DIR / args.record}; nothing was collected")
         slurm.pull(url, list(runs))
     elif not args.collect_only:
         for name, planned in runs.items():
