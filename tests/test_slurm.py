@@ -115,3 +115,25 @@ def test_a_sweep_that_cannot_run_on_slurm_is_one_line_and_submits_nothing(breaka
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (bin_dir / "called").exists() and not (project / "records/cv2.json").exists()
+
+
+def test_a_task_whose_push_the_remote_refuses_fails_in_one_line(project, tmp_path):
+    refusing = tmp_path / "refusing.git"
+    run(["git", "init", "-q", "--bare", str(refusing)], tmp_path)
+    hook = refusing / "hooks/pre-receive"
+    hook.write_text("#!/bin/sh\necho 'pushes are closed' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "dvc-remote")], project)
+    git(project, "commit", "-qam", "a DVC remote")
+    result = run([sys.executable, "src/sweep.py", "task", "--folds", "2", "--index", "0", "--git-remote",
+                  str(refusing)], project, check=False)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cv2-s0-f0: dvc exp push {refusing} refused it:") and "pushes are closed" in last
+
+
+def test_a_task_index_outside_the_sweep_is_one_line(tmp_path):
+    result = run([sys.executable, str(ROOT / "src/sweep.py"), "task", "--folds", "2", "--index", "2"], tmp_path,
+                 check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --index must be from 0 to 1 (this sweep has 2 runs), got 2"
