@@ -181,8 +181,9 @@ def task(args):
     if ran.returncode != 0:
         raise UserError(f"{name}: dvc exp run failed (exit {ran.returncode}; its output above)")
     pushed = subprocess.run(["dvc", "exp", "push", "--force", args.git_remote, name], capture_output=True, text=True)
-    if pushed.returncode != 0:
-        raise UserError(f"{name}: dvc exp push {args.git_remote} refused it: {pushed.stderr.strip()}")
+    if pushed.returncode != 0 or name not in slurm.pushed(args.git_remote, queue.commit_of(), [name]):
+        said = " ".join((pushed.stderr or pushed.stdout).split())  # DVC can exit 0 when the remote refused the refs
+        raise UserError(f"{name}: dvc exp push {args.git_remote} refused it: {said or 'no experiment ref arrived'}")
     print(f"{name}: pushed to {args.git_remote}")
 
 

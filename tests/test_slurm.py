@@ -117,19 +117,17 @@ def test_a_sweep_that_cannot_run_on_slurm_is_one_line_and_submits_nothing(breaka
     assert not (bin_dir / "called").exists() and not (project / "records/cv2.json").exists()
 
 
-def test_a_task_whose_push_the_remote_refuses_fails_in_one_line(project, tmp_path):
-    refusing = tmp_path / "refusing.git"
-    run(["git", "init", "-q", "--bare", str(refusing)], tmp_path)
-    hook = refusing / "hooks/pre-receive"
-    hook.write_text("#!/bin/sh\necho 'pushes are closed' >&2\nexit 1\n")
-    hook.chmod(0o755)
+def test_a_task_whose_push_fails_is_one_line(project, tmp_path):
+    """A git remote that cannot take the experiment (here one that is gone; DVC's git backend writes a local bare
+    repository directly, past its hooks, so a refusing hook cannot stand in for a remote that refuses)."""
+    gone = tmp_path / "gone.git"
     run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "dvc-remote")], project)
     git(project, "commit", "-qam", "a DVC remote")
-    result = run([sys.executable, "src/sweep.py", "task", "--folds", "2", "--index", "0", "--git-remote",
-                  str(refusing)], project, check=False)
-    assert result.returncode == 2
+    result = run([sys.executable, "src/sweep.py", "task", "--folds", "2", "--index", "0", "--git-remote", str(gone)],
+                 project, check=False)
+    assert result.returncode == 2, result.stdout[-2000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: cv2-s0-f0: dvc exp push {refusing} refused it:") and "pushes are closed" in last
+    assert last.startswith(f"error: cv2-s0-f0: dvc exp push {gone} refused it:"), last
 
 
 def test_a_task_index_outside_the_sweep_is_one_line(tmp_path):
