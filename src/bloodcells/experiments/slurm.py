@@ -75,20 +75,22 @@ def check_ready(git_remote):
                         "commit them and git push, then run the sweep again")
     commit = git("rev-parse", "HEAD").stdout.strip()
     git("fetch", "-q", git_remote)
-    if not git("branch", "-r", "--contains", commit, check=False).stdout.strip():
+    holders = git("branch", "-r", "--contains", commit, check=False).stdout.split()
+    if not any(branch.startswith(f"{git_remote}/") for branch in holders):
         raise UserError(f"--on slurm: commit {commit[:7]} is not on git remote {git_remote!r}, where the tasks "
                         f"clone it: git push {git_remote} HEAD")
     return url.stdout.strip(), commit
 
 
 def job_script(record, indices, task_args, url, commit, options, config):
-    """The sbatch script of the tasks `indices` (their runs are `names`, by index)."""
+    """The sbatch script of the tasks `indices` (index i runs the sweep's run i)."""
     workspace = Path.cwd().resolve()
     logs = (JOBS_DIR / record).resolve()
     lines = ["#!/bin/bash", f"#SBATCH --job-name=bloodcells-{record}", f"#SBATCH --array={','.join(map(str, indices))}",
              f"#SBATCH --output={logs}/%a-%A.log", "#SBATCH --requeue",  # a preempted task comes back
              *[f"#SBATCH {option}" for option in [*options, *config.get("sbatch", [])]],
-             "set -euo pipefail", config.get("setup", "").strip(),
+             config.get("setup", "").strip(),  # before `set -u`: module and activate scripts read unset variables
+             "set -euo pipefail",
              f'work=$(mktemp -d "{config.get("workdir") or "${TMPDIR:-/tmp}"}/bloodcells.XXXXXX")',
              'trap \'rm -rf "$work"\' EXIT',
              f"git clone -q {shlex.quote(url)} \"$work/repo\"", 'cd "$work/repo"', f"git checkout -q {commit}",
