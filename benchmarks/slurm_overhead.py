@@ -1,9 +1,9 @@
 """Slurm's overhead per task: the same 2-fold sweep of tiny synthetic data run by DVC's local queue (--jobs 1) and by
 Slurm (--on slurm, one task at a time on this machine), timed in one run.
 
-Usage: SLURM_CONF=$(.ci/slurm/start /tmp/cluster) python benchmarks/slurm_overhead.py [--threads 2]
+Usage: SLURM_CONF=$(.ci/slurm/start DIR) python benchmarks/slurm_overhead.py [--threads 2]
 It works in a temporary clone of this repository's HEAD with a bare git repository and a local DVC remote, as
-tests/test_slurm.py does, and prints the two wall times; .ci/slurm/stop /tmp/cluster afterwards.
+tests/test_slurm.py does, and prints the two wall times; .ci/slurm/stop DIR afterwards.
 """
 import argparse
 import os
