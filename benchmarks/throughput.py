@@ -22,7 +22,7 @@ from bloodcells.config.params import load_params
 from bloodcells.training.recipe import recipe
 from bloodcells.models.factory import alexnet_options, build_model
 from bloodcells.training.loop import resolve_precision
-from bloodcells.training.timing import seconds_per_step
+from bloodcells.training.timing import add_step_options, seconds_per_step
 
 
 def matmul_gflops(dtype, side=1024, repeats=10):
@@ -45,10 +45,7 @@ def forward_flops(model, size):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=2)
+    add_step_options(parser)
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -8,9 +8,11 @@ and its classes are matched to the model's by name (any letter case) or by the s
 metrics/external/<name>/<model>.json (the test split's metrics on the images of classes the model knows, plus
 what it called the images of classes it does not know, and the classes the set lacks),
 metrics/external/<name>/predictions/<model>.csv (every image), plots/external/<name>/<model>_confusion.png and
-<model>_errors.png; metrics/external/<name>/data.json says what was read.
+<model>_errors.png; metrics/external/<name>/data.json says what was read, and transfer.json (with
+plots/external/<name>/transfer.png) sets each model's accuracy on the set beside its own test split's.
 """
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,9 @@ import pandas as pd
 from bloodcells.data import external_sets as external
 from bloodcells.core.atomic import atomic_file, write_json
 from bloodcells.core.errors import UserError, stage_main
+from bloodcells.evaluation.transfer import plot_transfer, transfer_record
 from bloodcells.evaluation.plots import count_confusion, plot_confusion, plot_errors
+from bloodcells.models.adaptation import adapt_batch_norm
 from bloodcells.models.inference import calibrate, load_checkpoint, model_inputs, predict_probabilities
 from bloodcells.config.archs import ARCHS
 from bloodcells.config.params import load_params
@@ -64,18 +68,24 @@ def main():
         path = Path("models") / f"{model}.pt"
         models[model] = (path, *load_checkpoint(path, model))
     model_classes = list(next(iter(models.values()))[2].classes)
-    found = external.read_set(args.name, settings, [checkpoint.crop for _, _, checkpoint in models.values()],
-                              model_classes)
+    found = external.only_folds(external.read_set(args.name, settings,
+                                                  [checkpoint.crop for _, _, checkpoint in models.values()],
+                                                  model_classes), settings, model_classes)
     if found.notes:
         print(f"handled {len(found.notes)} input problem(s): " + " | ".join(found.notes[:5])
               + (" | ..." if len(found.notes) > 5 else ""))
     metrics_dir, plots_dir = Path("metrics/external") / args.name, Path("plots/external") / args.name
     write_json(metrics_dir / "data.json", external.data_summary(found, model_classes))
+    scored = {}
     for model, (path, network, checkpoint) in models.items():
         classes = list(checkpoint.classes)
         crops = external.images_for(found, checkpoint.crop, settings)
         inputs = model_inputs(crops, checkpoint)
         mean, std = external.statistics(inputs, checkpoint, settings)
+        if settings.adapt == "batch_norm":
+            network, adapted = adapt_batch_norm(network, inputs, mean, std, evaluate.batch_size)
+            if not adapted:
+                print(f"{model} has no batch norm: scored without adapt: batch_norm")
         probabilities = calibrate(predict_probabilities(network, inputs, mean, std, batch_size=evaluate.batch_size,
                                                         tta=evaluate.tta), checkpoint, evaluate.tta).numpy()
         metrics = external.score(found.labels, probabilities, classes)
@@ -92,6 +102,11 @@ def main():
         plot_errors(f"{model} on {args.name}", crops[known], list(np.array(found.names)[known]), actual,
                     probabilities[known], plots_dir / f"{model}_errors.png", classes, what="images")
         report(args.name, model, metrics)
+        scored[model] = metrics
+    own = {model: json.loads((Path("metrics/evaluate") / f"{model}.json").read_text()) for model in models}
+    record = transfer_record(args.name, own, scored)
+    write_json(metrics_dir / "transfer.json", record)
+    plot_transfer(record, plots_dir / "transfer.png")
 
 
 if __name__ == "__main__":

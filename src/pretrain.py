@@ -49,7 +49,8 @@ def main():
     val_set = data.CropDataset.from_tensors(images[val], labels[val], [names[i] for i in val], classes,
                                             cfg.image_size)
     del images
-    model = build_model(name, cfg.arch, cfg.image_size, num_classes=len(classes), **alexnet_options(cfg))
+    model = build_model(name, cfg.arch, cfg.image_size, num_classes=len(classes), norm=cfg.norm,
+                        **alexnet_options(cfg))
     mean, std = data.channel_stats(train_set.images)
     out_dir = METRICS_DIR / name
     fingerprint = resume.fingerprint(cfg, model, train_set, val_set, mean, std, device)

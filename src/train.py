@@ -46,7 +46,7 @@ def main():
     classes = class_list.read()
     seed_everything(cfg.seed)
     model = build_model(name, cfg.arch, cfg.image_size, cfg.pretrained, cfg.weights,
-                        num_classes=len(classes), classes=classes, **alexnet_options(cfg))
+                        num_classes=len(classes), classes=classes, norm=cfg.norm, **alexnet_options(cfg))
     if cfg.frozen_share:
         frozen, total = freeze_leading_layers(model, cfg.frozen_share)
         print(f"{name}: the first {frozen} of its {total} weight layers keep their learnt weights "

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_BCCD = ROOT.parent / "shared" / "data" / "bccd"
@@ -106,12 +108,28 @@ def make_project(tmp_path):
     return dest
 
 
+def made_once(tmp_path_factory, name, make):
+    """(folder, what `make(folder)` returned) for a project made once a test session: with pytest-xdist, by the
+    worker that asks first while the others wait for it, then shared (tests only copy it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every worker's base folder is below this one
+    folder, record = root / name, root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not record.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed to make it left
+            folder.mkdir()
+            record.write_text(json.dumps(make(folder)))
+    return folder, json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
 def reproduced_template(tmp_path_factory):
     """The tiny project after one `dvc repro` of the whole pipeline, made once a session: (its folder, that run's
     output). Tests take copies of it (`reproduced`), never the folder itself."""
-    project = make_project(tmp_path_factory.mktemp("reproduced"))
-    return project, run(["dvc", "repro"], project).stdout
+    folder, output = made_once(tmp_path_factory, "reproduced",
+                               lambda folder: run(["dvc", "repro"], make_project(folder)).stdout)
+    return folder / "project", output
 
 
 @pytest.fixture
@@ -125,9 +143,15 @@ def reproduced(reproduced_template, tmp_path):
 def swept_template(tmp_path_factory):
     """The tiny project after one local 2-fold sweep with two workers (`sweep.py run --folds 2 --jobs 2`), made once a
     session: (its folder, params.yaml before the sweep, the sweep's output). Tests take copies (`swept`)."""
-    project = make_project(tmp_path_factory.mktemp("swept"))
-    before = (project / "params.yaml").read_text()
-    return project, before, run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--jobs", "2"], project).stdout
+    def sweep(folder):
+        project = make_project(folder)
+        before = (project / "params.yaml").read_text()
+        output = run([sys.executable, "src/sweep.py", "run", "--folds", "2", "--jobs", "2"], project).stdout
+        run(["dvc", "queue", "stop"], project)  # its workers, once their tasks are done
+        return before, output
+
+    folder, (before, output) = made_once(tmp_path_factory, "swept", sweep)
+    return folder / "project", before, output
 
 
 @pytest.fixture
@@ -137,7 +161,10 @@ def swept(swept_template, tmp_path):
 
 
 def copy_project(source, dest):
-    shutil.copytree(source, dest, symlinks=True)
+    """A copy of a made project, without DVC's queue state: after a sweep, DVC's queue workers linger a while and
+    delete their broker's messages under .dvc/tmp/exps while a copy would read them."""
+    shutil.copytree(source, dest, symlinks=True, ignore=lambda folder, names:
+                    ["exps"] if Path(folder) == Path(source) / ".dvc" / "tmp" else [])
     return dest
 
 

@@ -14,7 +14,7 @@ import torch
 from bloodcells.data import external_sets as external, synthetic
 from bloodcells.config import schema
 from bloodcells.core.errors import UserError
-from conftest import run
+from conftest import run, set_params, stage
 
 MODEL_CLASSES = ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"]
 MODEL_CROP = {"locator": "voc", "crop": "wbc", "margin": 0.15, "crop_side": None, "edge_cells": "pad",
@@ -106,7 +106,8 @@ def test_an_external_set_through_the_pipeline_reports_what_it_cannot_score(repro
     project = reproduced  # after `dvc repro`
     data = class_folder_set(tmp_path / "lab")
     result = run(["dvc", "exp", "run", "-S", f"+external.sets.lab.source={data}",
-                  "-S", "+external.sets.lab.rename={lympho: LYMPHOCYTE}"], project)
+                  "-S", "+external.sets.lab.rename={lympho: LYMPHOCYTE}", "-S", "+external.sets.lab.adapt=batch_norm"],
+                 project)
     assert "Running stage 'external@lab'" in result.stdout
     assert "Running stage 'train_" not in result.stdout  # the trained models are scored, not retrained
     described = json.loads((project / "metrics/external/lab/data.json").read_text())
@@ -123,6 +124,16 @@ def test_an_external_set_through_the_pipeline_reports_what_it_cannot_score(repro
         assert len(predictions) == 24 and set(predictions["given"]) == {"basophil", "eosinophil", "lympho", "neutrophil"}
         for picture in ("confusion", "errors"):
             assert (project / f"plots/external/lab/{model}_{picture}.png").stat().st_size > 0
+    record = json.loads((project / "metrics/external/lab/transfer.json").read_text())
+    for model in ("resnet", "efficientnet", "alexnet"):
+        own = json.loads((project / f"metrics/evaluate/{model}.json").read_text())
+        scored = json.loads((project / f"metrics/external/lab/{model}.json").read_text())
+        assert record["models"][model] == {
+            "own_test_accuracy": own["accuracy"], "own_test_ci95": own["accuracy_ci95"],
+            "own_test_images": own["n_total"], "lab_accuracy": scored["accuracy"], "lab_ci95": scored["accuracy_ci95"],
+            "lab_images": 18, "fall": round(own["accuracy"] - scored["accuracy"], 4)}
+    assert (project / "plots/external/lab/transfer.png").stat().st_size > 0
+    assert "metrics/external/lab/transfer.json" in run(["dvc", "metrics", "show"], project).stdout
     assert "basophil (6, not a class of the model): called" in result.stdout
     assert "no images of MONOCYTE" in result.stdout
     assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
@@ -176,3 +187,46 @@ def test_the_transfer_benchmark_can_restrict_an_answer_to_the_sets_classes():
     restricted = transfer.among_classes(probabilities, ["A", "B", "ig"], {"A", "B"})
     np.testing.assert_allclose(restricted, [[1 / 3, 2 / 3, 0.0], [0.625, 0.375, 0.0]])
     assert transfer.parse_args(["--set", "s", "--among-set-classes", "a.pt"]).among_set_classes
+
+
+def test_adabn_gives_the_batch_norms_the_sets_statistics_and_keeps_the_weights_and_the_model():
+    from bloodcells.models.adaptation import adapt_batch_norm
+    from bloodcells.models.factory import build_model
+    torch.manual_seed(0)
+    model = build_model("resnet", "resnet18", 32, num_classes=4).eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    shifted = torch.randint(150, 256, (40, 3, 32, 32), dtype=torch.uint8)  # another stain: brighter, narrower
+    adapted, done = adapt_batch_norm(model, shifted, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), batch_size=16)
+    assert done and all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+    first = adapted.bn1  # its input is the first convolution's output on the standardised images
+    with torch.no_grad():
+        inputs = (shifted.float() / 255 - 0.5) / 0.25
+        expected = model.conv1(inputs).mean(dim=(0, 2, 3))
+    assert torch.allclose(first.running_mean, expected, atol=1e-4)
+    changed = [key for key, value in adapted.state_dict().items() if not torch.equal(before[key], value)]
+    assert changed and all(key.endswith(("running_mean", "running_var", "num_batches_tracked")) for key in changed)
+    assert not adapted.training
+    grouped = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4))
+    assert adapt_batch_norm(grouped, shifted, (0.5,) * 3, (0.25,) * 3) == (grouped, False)
+
+
+def test_adapt_is_checked_by_the_schema():
+    with pytest.raises(UserError, match="external.sets.lab.adapt: must be 'none' or 'batch_norm', got 'adabn'"):
+        schema.validate({"external": {"sets": {"lab": {"source": "bccd", "adapt": "adabn"}}}}, ("external",))
+
+
+def test_a_sets_folds_are_the_folds_its_own_pipeline_tests(reproduced):
+    """BCCD's folds 0-1 chosen by, 2-4 reported on (docs/cross_laboratory.md): the set's fold 0 is the very test split
+    its own pipeline makes with data.fold 0."""
+    project = reproduced  # a dataset-master copy in data/raw, split by clean into data/clean with data.fold 0 of 5
+    set_params(project, {"external": {"sets": {"self": {"source": str(project / "data/raw"), "folds": [0]}}}})
+    result = stage(project, "external", "self")
+    tested = set(pd.read_csv(project / "data/clean/test.csv")["image"])
+    for model in ("resnet", "efficientnet", "alexnet"):
+        assert set(pd.read_csv(project / f"metrics/external/self/predictions/{model}.csv")["image"]) == tested
+    described = json.loads((project / "metrics/external/self/data.json").read_text())
+    assert described["images"] == len(tested) and described["dropped"]["other_folds"] == 4 * len(tested)
+    assert f"/{len(tested)}, 95% CI" in result.stdout  # every model scored on those images alone
+    set_params(project, {"external": {"sets": {"self": {"folds": [5]}}}})
+    refused = stage(project, "external", "self", check=False)
+    assert refused.returncode != 0 and "folds: each must be from 0 to fold_count - 1 = 4, got [5]" in refused.stderr

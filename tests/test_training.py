@@ -9,7 +9,8 @@ import yaml
 from dvclive import Live
 
 from bloodcells.models import checkpoints
-from bloodcells.data.dataset import affine, augment, dihedral, dihedral_index, gather_pixels, roll_index, training_batches
+from bloodcells.data.dataset import (CropDataset, affine, augment, dihedral, dihedral_index, gather_pixels,
+                                     gaussian_blur, roll_index, stain_amounts, stain_jittered, training_batches)
 from bloodcells.core.errors import UserError
 from bloodcells.config.archs import ARCHS
 from bloodcells.config.schema import Recipe, validate
@@ -198,6 +199,62 @@ def test_augment_is_reproducible_and_keeps_range():
     second = augment(batch, torch.Generator().manual_seed(5), colour_jitter=0.2, max_shift=0.1)
     assert torch.equal(first, second) and first.min() >= 0 and first.max() <= 1
     assert not torch.equal(first, augment(batch, torch.Generator().manual_seed(6), 0.2, 0.1))
+
+
+def test_the_data_path_runs_on_the_training_device_with_the_cpus_random_draws():
+    """The meta device stands in for a GPU: an operation that mixed a CPU tensor into its batch would fail there."""
+    crops = torch.randint(0, 256, (10, 3, 24, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    held = CropDataset.from_tensors(crops, torch.arange(10) % 4, [], list(range(4)), 16).to("meta")
+    images, labels = next(iter(training_batches(held, 4, torch.Generator().manual_seed(1))))
+    assert images.device.type == labels.device.type == "meta" and images.shape == (4, 3, 16, 16)
+    cfg = config(colour_jitter=0.2, max_shift=0.1, max_scale=0.2, max_rotation=30, mixup=0.4)
+    draws = {}
+    for device in ("cpu", "meta"):
+        generator = torch.Generator().manual_seed(5)
+        setup = training.TrainingSetup(torch.nn.Linear(1, 1), cfg, 1, torch.device(device), (0.5,) * 3, (0.2,) * 3,
+                                       None, generator)
+        batch = setup.prepare(crops[:4, :, :16, :16].to(device))
+        mixed, partner, _ = training.mixup(batch, cfg.mixup, generator, setup.mixup_rng)
+        assert mixed.device.type == partner.device.type == device
+        assert batch.is_contiguous(memory_format=torch.channels_last)
+        draws[device] = generator.get_state()
+    assert torch.equal(draws["cpu"], draws["meta"])  # a GPU run draws what a CPU run draws
+
+
+def test_stain_jitter_moves_scikit_images_stain_amounts_linearly_and_none_is_the_image():
+    from skimage.color import rgb2hed
+    batch = torch.rand(4, 3, 12, 12) * 0.9 + 0.05
+    theirs = rgb2hed(batch[0].permute(1, 2, 0).double().numpy())  # optical density / -ln(1e-6), clipped at 0
+    ours = (stain_amounts(batch[:1])[0].permute(1, 2, 0) / -np.log(1e-6)).clamp_min(0).double().numpy()
+    assert np.allclose(ours, theirs, atol=1e-5)
+    assert torch.allclose(stain_jittered(batch, torch.Generator().manual_seed(0), 0.0), batch, atol=1e-5)
+    generator = torch.Generator().manual_seed(3)
+    jittered = stain_jittered(batch, generator, 0.05)
+    change, shift = (torch.rand((2, 4, 3, 1, 1), generator=torch.Generator().manual_seed(3)) * 2 - 1) * 0.05
+    inside = (jittered > 1e-4) & (jittered < 1)  # where the exponential did not leave the 0-1 range
+    expected = stain_amounts(batch) * (1 + change) + shift
+    assert torch.allclose(stain_amounts(jittered)[inside.all(1, keepdim=True).expand(-1, 3, -1, -1)],
+                          expected[inside.all(1, keepdim=True).expand(-1, 3, -1, -1)], atol=1e-3)
+    assert not torch.allclose(jittered, batch, atol=1e-3)
+
+
+def test_blur_is_torchvisions_gaussian_blur_per_image():
+    from torchvision.transforms.functional import gaussian_blur as theirs
+    batch, sigmas = torch.rand(3, 3, 20, 20), torch.tensor([0.0, 0.5, 1.0])
+    blurred = gaussian_blur(batch, sigmas, radius=3)
+    assert torch.allclose(blurred[0], batch[0], atol=1e-6)
+    for i in (1, 2):
+        assert torch.allclose(blurred[i], theirs(batch[i:i + 1], [7, 7], [float(sigmas[i])])[0], atol=1e-5)
+
+
+def test_stain_jitter_and_blur_draw_only_when_asked():
+    batch = torch.rand(6, 3, 16, 16)
+    plain = augment(batch, torch.Generator().manual_seed(5), 0.1, 0.05)
+    assert torch.equal(plain, augment(batch, torch.Generator().manual_seed(5), 0.1, 0.05, stain_jitter=0, blur=0))
+    for changes in ({"stain_jitter": 0.05}, {"blur": 1.0}):
+        first = augment(batch, torch.Generator().manual_seed(5), 0.1, 0.05, **changes)
+        assert torch.equal(first, augment(batch, torch.Generator().manual_seed(5), 0.1, 0.05, **changes))
+        assert not torch.allclose(first, plain, atol=1e-3) and first.min() >= 0 and first.max() <= 1
 
 
 def test_affine_turns_like_rot90_and_zooms_about_the_centre():
@@ -435,3 +492,32 @@ def test_retraining_on_the_same_inputs_gives_a_byte_identical_checkpoint(project
     checkpoint = checkpoints.read(project / "models/alexnet.pt")
     assert "summary" not in checkpoint and checkpoint["classes"] == ["NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE",
                                                                      "MONOCYTE"]
+
+
+@pytest.mark.parametrize("name,arch,options", [("resnet", "resnet18", {}), ("efficientnet", "efficientnet-b0", {}),
+                                               ("alexnet", "alexnet", {"batch_norm": True, "stem_stride": 2})])
+def test_group_norm_replaces_every_batch_norm_and_a_checkpoint_keeps_it(tmp_path, name, arch, options):
+    from bloodcells.models.inference import load_checkpoint, save_checkpoint
+    torch.manual_seed(0)
+    model = build_model(name, arch, 64, num_classes=4, norm="group", **options).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert all(m.num_channels % m.num_groups == 0 and m.num_groups <= 32 for m in norms)
+    single, batch = torch.rand(1, 3, 64, 64), torch.rand(5, 3, 64, 64)
+    with torch.no_grad():  # each image normalised by its own statistics: its answer does not depend on the batch
+        assert torch.allclose(model(single), model(torch.cat([single, batch]))[:1], atol=1e-5)
+    cfg = Recipe(**{**DEFAULTS["train"], "name": name, "arch": arch, "image_size": 64, "norm": "group", **options})
+    save_checkpoint(tmp_path / "m.pt", model, cfg, ["A", "B", "C", "D"], [0.5] * 3, [0.25] * 3, {"image_size": 64}, {})
+    loaded, checkpoint = load_checkpoint(tmp_path / "m.pt", name)
+    assert checkpoint.norm == "group"
+    with torch.no_grad():
+        assert torch.allclose(loaded(batch), model(batch), atol=1e-5)
+    plain = Recipe(**{**DEFAULTS["train"], "name": name, "arch": arch, "image_size": 64, **options})
+    save_checkpoint(tmp_path / "b.pt", build_model(name, arch, 64, num_classes=4, **options), plain,
+                    ["A", "B", "C", "D"], [0.5] * 3, [0.25] * 3, {"image_size": 64}, {})
+    assert "norm" not in checkpoints.read(tmp_path / "b.pt")  # batch norm's files are written as before
+
+
+def test_group_norm_on_an_alexnet_without_batch_norm_is_one_line():
+    with pytest.raises(UserError, match="models.alexnet.norm: group replaces batch norms, and this alexnet has none"):
+        build_model("alexnet", "alexnet", 80, num_classes=4, norm="group")

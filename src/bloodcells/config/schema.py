@@ -174,6 +174,9 @@ TRAIN_KEYS = {
     "max_shift": at_least(0, below=1),
     "max_scale": at_least(0, below=1),
     "max_rotation": at_least(0, high=180),
+    "stain_jitter": at_least(0, high=1),
+    "blur": at_least(0, high=5),
+    "norm": Literal["batch", "group"],
     "pretrained": Bool,
     "weights": Optional[Text],
 }
@@ -238,6 +241,16 @@ class LabelledCopy(Section):
 class ExternalSetParams(LabelledCopy):
     """One external test set."""
     statistics: Optional[Literal["model", "own"]] = None  # standardise by the model's training statistics or the set's
+    adapt: Optional[Literal["none", "batch_norm"]] = None  # batch_norm: AdaBN, the norms' statistics the set's own
+    folds: Optional[Annotated[list[Count], Field(min_length=1)]] = None  # only these folds of the set's own partition
+    fold_count: Annotated[int, Field(strict=True, ge=2)] = 5
+    fold_seed: Count = 0
+
+    @model_validator(mode="after")
+    def folds_of_the_partition(self):
+        if self.folds and max(self.folds) >= self.fold_count:
+            raise ValueError(f"folds: each must be from 0 to fold_count - 1 = {self.fold_count - 1}, got {self.folds}")
+        return self
 
 
 class External(Section):

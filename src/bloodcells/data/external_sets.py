@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -89,6 +90,24 @@ def read_set(name, settings, model_crops, model_classes, key=None):
         raise UserError(f"{key}.source: {settings.source} holds no readable labelled image")
     found.crops = {way: torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2) for way, crops in cut.items()}
     return found
+
+
+def only_folds(found, settings, model_classes):
+    """The set with only the images of `settings.folds`, folds of the stratified partition its own pipeline would
+    make (cleaning.fold_assignment over its images of the model's classes, `fold_count` folds shuffled by
+    `fold_seed`, stratified by the set's own class names): BCCD's folds 0-1 to choose by, 2-4 to report on.
+    Images of classes the model does not know belong to no fold and are left out."""
+    if not settings.folds:
+        return found
+    known = [i for i, label in enumerate(found.labels) if label in model_classes]
+    frame = pd.DataFrame({"image": [found.names[i] for i in known], "label": [found.given[i] for i in known]})
+    assignment = cleaning.fold_assignment(frame, settings.fold_count, settings.fold_seed,
+                                          sorted(set(frame["label"])))
+    kept = [i for i, fold in zip(known, assignment) if fold in settings.folds]
+    index = torch.tensor(kept, dtype=torch.long)
+    return FoundSet(found.name, found.layout, found.mapping, {way: crops[index] for way, crops in found.crops.items()},
+                    [found.given[i] for i in kept], [found.labels[i] for i in kept], [found.names[i] for i in kept],
+                    found.dropped | {"other_folds": len(found.names) - len(kept)}, found.notes)
 
 
 def locate(image, raw, annotation, crop, notes):

@@ -22,7 +22,7 @@ from bloodcells.core.errors import UserError
 CONVERT = "python src/convert_model.py"
 # The order a checkpoint's keys are written in: the same inputs give a byte-identical file and DVC hash.
 FILE_KEYS = ("state_dict", "model", "arch", "classes", "image_size", *ALEXNET_OPTIONS, "mean", "std", "crop", "machine")
-OPTIONAL_KEYS = ("temperature", "pretrained_on")
+OPTIONAL_KEYS = ("temperature", "pretrained_on", "norm")
 
 
 class Checkpoint(BaseModel):
@@ -47,6 +47,7 @@ class Checkpoint(BaseModel):
     temperature: Optional[dict[str, float]] = None    # None: a model from before calibration (temperature 1)
     pretrained_on: Optional[dict[str, Any]] = None    # starting weights learnt on another set: which, and how many
     checkpoint_md5: Optional[str] = None              # an exported model's: the checkpoint it was exported from
+    norm: Optional[Literal["group"]] = None           # GroupNorm in place of batch norm (None: batch norm)
 
     @field_validator("classes")
     @classmethod

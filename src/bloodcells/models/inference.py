@@ -18,6 +18,7 @@ def load_checkpoint(path, name=None, classes=None):
     checkpoints.load checks it; every problem is a UserError naming the file."""
     checkpoint = checkpoints.load(path, name, classes)
     model = build_model(checkpoint.model, checkpoint.arch, checkpoint.image_size, num_classes=len(checkpoint.classes),
+                        norm=checkpoint.norm or "batch",
                         **alexnet_options(checkpoint))
     try:
         model.load_state_dict(checkpoint.state_dict)
@@ -72,4 +73,5 @@ def save_checkpoint(path, model, cfg, classes, mean, std, crop, made_on, **extra
     byte-identical file and DVC hash. `made_on` is the same on the same machine."""
     checkpoints.save(path, checkpoints.Checkpoint(
         state_dict=model.state_dict(), model=cfg.name, arch=cfg.arch, classes=list(classes),
-        image_size=cfg.image_size, **alexnet_options(cfg), mean=mean, std=std, crop=crop, machine=made_on, **extra))
+        image_size=cfg.image_size, **alexnet_options(cfg), mean=mean, std=std, crop=crop, machine=made_on,
+        norm=None if cfg.norm == "batch" else cfg.norm, **extra))

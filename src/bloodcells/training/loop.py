@@ -15,6 +15,7 @@ from bloodcells.core.errors import UserError
 from bloodcells.models.inference import CHANNELS_LAST, predict_probabilities
 from bloodcells.training import distributed, resume
 from bloodcells.training.machine import cpu_has_native_bf16
+from bloodcells.training.timing import synchronise
 
 def seed_everything(seed):
     random.seed(seed)
@@ -75,7 +76,7 @@ def warmup_cosine(optimizer, total_steps, warmup_steps):
 
 def mixup(batch, alpha, generator, rng):
     """Blend each image with a random partner of the batch: (mixed batch, partner order, weight of the own image)."""
-    partner = torch.randperm(len(batch), generator=generator)
+    partner = torch.randperm(len(batch), generator=generator).to(batch.device)
     weight = float(rng.beta(alpha, alpha))
     return weight * batch + (1 - weight) * batch[partner], partner, weight
 
@@ -97,10 +98,10 @@ class TrainingSetup:
                 model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
     def prepare(self, images):
-        """A uint8 batch augmented (every random draw from the run's generator), normalised, on the device."""
+        """A uint8 batch augmented on the device (every random draw from the run's generator), normalised."""
         cfg = self.cfg
-        batch = augment(images.float() / 255, self.generator, cfg.colour_jitter, cfg.max_shift,
-                        cfg.max_scale, cfg.max_rotation)
+        batch = augment(images.to(self.device).float() / 255, self.generator, cfg.colour_jitter, cfg.max_shift,
+                        cfg.max_scale, cfg.max_rotation, cfg.stain_jitter, cfg.blur)
         return normalise(batch.mul_(255), self.mean, self.std).to(self.device, memory_format=CHANNELS_LAST)
 
 
@@ -124,6 +125,7 @@ def train_one_epoch(setup, batches, progress):
             batch, target = batch[part], target[part]
             if cfg.mixup > 0:
                 partner_target = partner_target[part]
+        synchronise(setup.device)
         data_seconds += time.perf_counter() - fetched
         with torch.autocast(setup.device.type, dtype=setup.dtype or torch.bfloat16, enabled=setup.dtype is not None):
             logits = setup.network(batch)
@@ -162,6 +164,8 @@ def train_model(model, train_set, val_set, cfg, live, device, mean, std, saved_r
     generator = torch.Generator().manual_seed(cfg.seed)
     precision = resolve_precision(cfg.precision, device, cfg.name)
     model.to(device, memory_format=CHANNELS_LAST)
+    if hasattr(train_set, "to"):
+        train_set = train_set.to(device)
     batches = training_batches(train_set, cfg.batch_size, generator, cfg.seed)
     steps = cfg.epochs * len(batches)
     if 0 < cfg.ema and steps < 3 / (1 - cfg.ema):
